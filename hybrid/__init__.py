@@ -1,0 +1,35 @@
+"""hybrid: serve a Django project from Tornado, one IOLoop worker per port.
+
+Importing ``hybrid`` does not import Django; workers set Django up after they are forked.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from hybrid.arbiter import serve
+from hybrid.config import Config, build_config, parse_ports
+from hybrid.errors import (
+    AppLoadError,
+    BindError,
+    ConfigError,
+    HybridError,
+    ServerError,
+    WorkerBootError,
+)
+from hybrid.web import make_app
+
+__all__ = [
+    "AppLoadError",
+    "BindError",
+    "Config",
+    "ConfigError",
+    "HybridError",
+    "ServerError",
+    "WorkerBootError",
+    "__version__",
+    "build_config",
+    "make_app",
+    "parse_ports",
+    "serve",
+]

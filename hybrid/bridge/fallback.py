@@ -1,0 +1,112 @@
+"""Serve unmatched URLs with the project's own Django application, on the IOLoop.
+
+Django's ``ASGIHandler`` is driven directly from a Tornado handler: async Django views run
+on the worker's loop, sync views in asgiref's executor, so a slow sync view never blocks
+the hybrid routes on the same worker. Streaming responses reach the client chunk by chunk
+and a client that disconnects cancels the Django view (Django's own
+``listen_for_disconnect`` sees ``http.disconnect``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote
+
+from tornado.httputil import HTTPServerRequest
+from tornado.iostream import StreamClosedError
+from tornado.web import RequestHandler
+
+__all__ = ["ASGIApp", "DjangoFallbackHandler", "build_scope"]
+
+ASGIMessage = dict[str, Any]
+ASGIApp = Callable[
+    [dict[str, Any], Callable[[], Awaitable[ASGIMessage]], Callable[[ASGIMessage], Awaitable[None]]],
+    Awaitable[None],
+]
+
+
+def build_scope(request: HTTPServerRequest, server: tuple[str, int] | None = None) -> dict[str, Any]:
+    """The ASGI HTTP connection scope for a Tornado request (ASGI spec 2.3)."""
+    raw_path = request.path.encode("latin-1")
+    headers = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in request.headers.get_all()
+    ]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": request.version.removeprefix("HTTP/"),
+        "method": request.method or "GET",
+        "scheme": request.protocol,
+        "path": unquote(request.path, encoding="utf-8", errors="surrogateescape"),
+        "raw_path": raw_path,
+        "query_string": request.query.encode("latin-1"),
+        "root_path": "",
+        "headers": headers,
+        "client": (request.remote_ip, 0) if request.remote_ip else None,
+        "server": server,
+        "state": {},
+    }
+
+
+class DjangoFallbackHandler(RequestHandler):
+    """Hands the request to Django's ASGI application and relays its response.
+
+    Installed by :func:`hybrid.web.make_app` as the last rule, after ``HYBRID_ROUTES``.
+    """
+
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+
+    def initialize(self, asgi_app: ASGIApp, server: tuple[str, int] | None = None) -> None:
+        self._asgi_app = asgi_app
+        self._server = server
+        self._disconnected = asyncio.Event()
+        self._body_given = False
+
+    def compute_etag(self) -> None:
+        # Django decides about ETags (ConditionalGetMiddleware); Tornado must not add one.
+        return None
+
+    def on_connection_close(self) -> None:
+        self._disconnected.set()
+
+    async def get(self, *args: str, **kwargs: str) -> None:
+        await self._asgi_app(build_scope(self.request, self._server), self._receive, self._send)
+        if not self._finished and not self._disconnected.is_set():
+            raise RuntimeError("the Django application returned without sending a response")
+
+    head = post = delete = patch = put = options = get
+
+    async def _receive(self) -> ASGIMessage:
+        if not self._body_given:
+            self._body_given = True
+            return {"type": "http.request", "body": self.request.body, "more_body": False}
+        await self._disconnected.wait()
+        return {"type": "http.disconnect"}
+
+    async def _send(self, message: ASGIMessage) -> None:
+        if self._disconnected.is_set():
+            return
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.clear()
+            self.clear_header("Content-Type")
+            self.set_status(message["status"])
+            for name, value in message.get("headers", ()):
+                self.add_header(name.decode("latin-1"), value.decode("latin-1"))
+        elif kind == "http.response.body":
+            body = message.get("body", b"")
+            try:
+                if body:
+                    self.write(body)
+                if message.get("more_body", False):
+                    if body:
+                        await self.flush()
+                else:
+                    await self.finish()
+            except StreamClosedError:
+                self._disconnected.set()
+        else:
+            raise RuntimeError(f"unexpected ASGI message type {kind!r} from Django")

@@ -1,0 +1,89 @@
+"""The ``hybrid`` command line. Argument parsing only: it builds a ``Config`` and calls
+into the library. Every failure is one line on stderr and a non-zero exit:
+
+* 2: a usage error (bad option value, unknown option);
+* 1: the project or the server could not start (unknown settings module, port in use,
+  a worker that cannot boot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from hybrid import __version__
+from hybrid.arbiter import serve
+from hybrid.config import OPTIONS, build_config
+from hybrid.errors import ConfigError, HybridError
+from hybrid.log import configure_logging
+
+__all__ = ["add_serve_arguments", "main", "run_serve"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line, pointing at ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser, *, django_builtins: bool = True) -> None:
+    """Add the ``serve`` options to ``parser``; shared with the ``runhybrid`` command,
+    which passes ``django_builtins=False`` because Django already defines ``--settings``
+    and ``--pythonpath`` on every management command."""
+    for option in OPTIONS:
+        if option.django_builtin and not django_builtins:
+            continue
+        parser.add_argument(
+            option.flag,
+            dest=option.name,
+            default=None,
+            metavar=option.metavar,
+            help=f"{option.help} [env {option.env}]",
+        )
+
+
+def run_serve(cli_values: dict[str, object], prog: str) -> int:
+    """Build the ``Config`` and run the master; report failures as one line on stderr."""
+    try:
+        config = build_config(cli_values)
+    except ConfigError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except HybridError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    configure_logging(config.log_level)
+    try:
+        return serve(config)
+    except HybridError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="hybrid",
+        description="Serve a Django project from Tornado workers, one per port.",
+    )
+    parser.add_argument("--version", action="version", version=f"hybrid {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    serve_parser = commands.add_parser(
+        "serve",
+        help="run the master and one worker per port, in the foreground",
+        description="Bind every port, then run one Tornado worker per port. "
+        "Ctrl-C or SIGTERM stops them all.",
+    )
+    add_serve_arguments(serve_parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return run_serve({o.name: getattr(args, o.name) for o in OPTIONS}, "hybrid serve")
+    parser.print_help(sys.stderr)
+    return 2

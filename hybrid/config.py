@@ -1,0 +1,314 @@
+"""The one ``Config`` of hybrid: every option, where it comes from, and how it is checked.
+
+Options come from four places; the first that gives a value wins:
+
+1. the command line (``hybrid serve --ports 8001-8004``, or ``manage.py runhybrid``);
+2. ``HYBRID_*`` environment variables (``HYBRID_PORTS=8001-8004``);
+3. the Django setting ``HYBRID`` (``HYBRID = {"ports": "8001-8004"}``);
+4. the defaults below.
+
+``Config(...)`` and :meth:`Config.from_sources` do no I/O; :meth:`Config.load` has the side
+effects (``sys.path``, ``DJANGO_SETTINGS_MODULE``, importing the settings module) and
+:func:`build_config` chains them the way the CLI and the management command need.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hybrid.errors import AppLoadError, ConfigError, describe_exception
+
+__all__ = ["MAX_PORTS", "OPTIONS", "Config", "Option", "build_config", "parse_ports"]
+
+#: More workers than this is almost certainly a typo (``8001-80040``), not a deployment.
+MAX_PORTS = 256
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def parse_ports(spec: object) -> tuple[int, ...]:
+    """Parse ``8001-8004``, ``8001,8003`` or ``8001-8002,9000`` (or a list of ints).
+
+    Raises :class:`ConfigError` naming the bad part and the accepted syntax.
+    """
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        parts: list[str] = [str(spec)]
+    elif isinstance(spec, (list, tuple)):
+        parts = [str(p) for p in spec]
+    elif isinstance(spec, str):
+        parts = [p.strip() for p in spec.split(",")]
+    else:
+        raise ConfigError(f"ports must be a string like '8001-8004', not {spec!r}", value=spec)
+    ports: list[int] = []
+    for part in parts:
+        low_text, dash, high_text = part.partition("-")
+        try:
+            low = _port_number(low_text)
+            high = _port_number(high_text) if dash else low
+        except ValueError:
+            raise ConfigError(
+                f"invalid port {part!r}: use a number, a range like 8001-8004, "
+                "or a comma-separated list like 8001,8003",
+                value=spec,
+            ) from None
+        for number in (low, high):
+            if not 1 <= number <= 65535:
+                raise ConfigError(f"port {number} is out of range: use 1-65535", value=spec)
+        if high < low:
+            raise ConfigError(
+                f"port range {part!r} is backwards: write {high}-{low}", value=spec
+            )
+        for number in range(low, high + 1):
+            if number in ports:
+                raise ConfigError(f"port {number} is listed twice", value=spec)
+            ports.append(number)
+            if len(ports) > MAX_PORTS:
+                raise ConfigError(
+                    f"{spec!r} asks for more than {MAX_PORTS} workers; give fewer ports",
+                    value=spec,
+                )
+    return tuple(ports)
+
+
+def _port_number(text: str) -> int:
+    text = text.strip()
+    if not text.isdigit():  # rejects '', '+1', ' 8x'
+        raise ValueError(text)
+    return int(text)
+
+
+def _parse_str(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a non-empty string")
+    return value.strip()
+
+
+def _parse_optional_str(value: object) -> str | None:
+    return None if value is None or value == "" else _parse_str(value)
+
+
+def _parse_positive_float(value: object) -> float:
+    number = float(value)  # type: ignore[arg-type]  # ValueError/TypeError are reported
+    if not number > 0 or number == float("inf"):
+        raise ValueError("expected a positive number of seconds")
+    return number
+
+
+def _parse_positive_int(value: object) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError("expected a whole number")
+    number = int(value)  # type: ignore[call-overload]
+    if number <= 0:
+        raise ValueError("expected a positive whole number")
+    return number
+
+
+def _parse_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true/false, yes/no, on/off or 1/0")
+
+
+def _parse_log_level(value: object) -> str:
+    text = str(value).strip().lower()
+    if text not in LOG_LEVELS:
+        raise ValueError("expected one of " + ", ".join(LOG_LEVELS))
+    return text
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its ``Config`` field, its command-line flag and environment variable."""
+
+    name: str
+    flag: str
+    parse: Callable[[object], Any]
+    help: str
+    metavar: str | None = None
+    #: ``--settings`` and ``--pythonpath`` exist on every Django management command already.
+    django_builtin: bool = False
+    #: False for options that make no sense inside ``settings.HYBRID`` (``settings`` itself).
+    in_settings: bool = True
+
+    @property
+    def env(self) -> str:
+        return "HYBRID_" + self.name.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("ports", "--ports", parse_ports, "ports to serve, one worker each: "
+           "8001-8004, 8001,8003 or 8001-8002,9000 (default 8001)", "PORTS"),
+    Option("host", "--host", _parse_str, "address the workers listen on (default 127.0.0.1: "
+           "workers sit behind nginx; use 0.0.0.0 only when you mean it)", "ADDR"),
+    Option("settings", "--settings", _parse_optional_str, "Django settings module, e.g. "
+           "mysite.settings (default: $DJANGO_SETTINGS_MODULE)", "MODULE",
+           django_builtin=True, in_settings=False),
+    Option("pythonpath", "--pythonpath", _parse_optional_str, "directory to add to the "
+           "Python path, like Django's --pythonpath (the current directory always is)",
+           "DIR", django_builtin=True, in_settings=False),
+    Option("graceful_timeout", "--graceful-timeout", _parse_positive_float, "seconds a "
+           "stopping worker may spend finishing in-flight requests (default 30)", "SECONDS"),
+    Option("max_body_size", "--max-body-size", _parse_positive_int, "largest request body "
+           "in bytes a worker accepts (default 10 MiB)", "BYTES"),
+    Option("xheaders", "--xheaders", _parse_bool, "trust X-Real-IP/X-Forwarded-For/"
+           "X-Forwarded-Proto from the proxy in front (default true)", "BOOL"),
+    Option("log_level", "--log-level", _parse_log_level, "level of hybrid's own log "
+           "(default info)", "LEVEL"),
+)
+
+_OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the master and its workers need to know. Immutable; cheap to build."""
+
+    ports: tuple[int, ...] = (8001,)
+    host: str = "127.0.0.1"
+    settings: str | None = None
+    pythonpath: str | None = None
+    graceful_timeout: float = 30.0
+    max_body_size: int = 10 * 1024 * 1024
+    xheaders: bool = True
+    log_level: str = "info"
+    #: Where each value came from, for messages: ``{"ports": "--ports", ...}``.
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_sources(
+        cls,
+        cli: Mapping[str, object] | None = None,
+        environ: Mapping[str, str] | None = None,
+        django_options: Mapping[str, object] | None = None,
+    ) -> Config:
+        """Merge command line > environment > ``settings.HYBRID`` > defaults, and check.
+
+        ``cli`` maps option names to values, ``None`` meaning "not given". Raises
+        :class:`ConfigError` whose message names where the bad value came from.
+        """
+        cli = cli or {}
+        environ = os.environ if environ is None else environ
+        django_options = django_options or {}
+        for key in django_options:
+            option = _OPTIONS_BY_NAME.get(key)
+            if option is None or not option.in_settings:
+                known = ", ".join(o.name for o in OPTIONS if o.in_settings)
+                raise ConfigError(
+                    f"unknown option {key!r} in settings.HYBRID; known options: {known}",
+                    option=f"settings.HYBRID[{key!r}]",
+                    value=django_options[key],
+                )
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for option in OPTIONS:
+            for where, raw in (
+                (option.flag, cli.get(option.name)),
+                (option.env, environ.get(option.env)),
+                (f"settings.HYBRID[{option.name!r}]", django_options.get(option.name)),
+            ):
+                if raw is None:
+                    continue
+                try:
+                    values[option.name] = option.parse(raw)
+                except ConfigError as exc:
+                    raise ConfigError(f"{where}: {exc}", option=where, value=raw) from None
+                except (TypeError, ValueError) as exc:
+                    raise ConfigError(
+                        f"{where}: bad value {raw!r}: {exc}", option=where, value=raw
+                    ) from None
+                sources[option.name] = where
+                break
+        return cls(**values, sources=sources)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some fields changed (tests and the management command use it)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def settings_module(self) -> str | None:
+        """The Django settings module: ``settings`` or ``$DJANGO_SETTINGS_MODULE``."""
+        return self.settings or os.environ.get("DJANGO_SETTINGS_MODULE") or None
+
+    def load(self) -> None:
+        """Side effects, in order: extend ``sys.path``, export ``DJANGO_SETTINGS_MODULE``
+        and import the settings module (not ``django.setup()``: that is each worker's job).
+
+        Raises :class:`ConfigError` when no settings module is named and
+        :class:`AppLoadError` when it cannot be imported. Safe to call twice.
+        """
+        for path in (os.getcwd(), self.pythonpath):
+            if path and path not in sys.path:
+                sys.path.insert(0, path)
+        if self.settings:
+            os.environ["DJANGO_SETTINGS_MODULE"] = self.settings
+        from django.conf import settings as django_settings
+
+        if django_settings.configured:
+            return
+        module = self.settings_module
+        if module is None:
+            raise ConfigError(
+                "no Django settings module: pass --settings mysite.settings "
+                "or set DJANGO_SETTINGS_MODULE",
+                option="--settings",
+            )
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
+                raise AppLoadError(
+                    f"settings module {module!r} not found (No module named {exc.name!r}): "
+                    "check --settings/DJANGO_SETTINGS_MODULE, and --pythonpath or the "
+                    "current directory",
+                    target=module,
+                ) from None
+            raise AppLoadError(
+                f"settings module {module!r} failed to import: {describe_exception(exc)}",
+                target=module,
+            ) from None
+        except Exception as exc:
+            raise AppLoadError(
+                f"settings module {module!r} failed to import: {describe_exception(exc)}",
+                target=module,
+            ) from None
+        try:
+            django_settings.INSTALLED_APPS  # noqa: B018  # builds Settings; no apps, no DB
+        except Exception as exc:
+            raise AppLoadError(
+                f"settings module {module!r} is not usable: {describe_exception(exc)}",
+                target=module,
+            ) from None
+
+
+def build_config(
+    cli: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Build the final ``Config`` the way the CLI and ``runhybrid`` do.
+
+    Command-line and environment values are checked first (so a bad ``--ports`` is
+    reported even when the settings module is broken), then the settings module is
+    imported and ``settings.HYBRID`` merged under them.
+    """
+    early = Config.from_sources(cli, environ)
+    early.load()
+    from django.conf import settings as django_settings
+
+    hybrid_options = getattr(django_settings, "HYBRID", None) or {}
+    if not isinstance(hybrid_options, Mapping):
+        raise ConfigError(
+            f"settings.HYBRID must be a dict of options, not {type(hybrid_options).__name__}",
+            option="settings.HYBRID",
+            value=hybrid_options,
+        )
+    return Config.from_sources(cli, environ, hybrid_options)

@@ -1,0 +1,93 @@
+"""The one error tree of hybrid.
+
+::
+
+    HybridError                  base of everything hybrid raises on purpose
+    ├── ConfigError              bad option value (ports, host, timeouts...); `option`, `value`
+    ├── AppLoadError             the Django project or HYBRID_ROUTES cannot be loaded; `target`
+    └── ServerError              the process model could not do its job
+        ├── BindError            a port could not be bound; `host`, `port`, `errno`
+        └── WorkerBootError      a worker failed while booting; `port`, `reason`
+
+Every message says what went wrong and how to fix it, in one line, because the CLI prints
+``str(exc)`` as its single line of output on stderr.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AppLoadError",
+    "BindError",
+    "ConfigError",
+    "HybridError",
+    "ServerError",
+    "WorkerBootError",
+]
+
+
+class HybridError(Exception):
+    """Base class of every error hybrid raises on purpose."""
+
+
+class ConfigError(HybridError, ValueError):
+    """An option has a value hybrid cannot use.
+
+    ``option`` names the option as the user wrote it (``--ports``, ``HYBRID_PORTS``,
+    ``settings.HYBRID['ports']``) and ``value`` is the offending value.
+    """
+
+    def __init__(self, message: str, *, option: str | None = None, value: object = None) -> None:
+        super().__init__(message)
+        self.option = option
+        self.value = value
+
+
+class AppLoadError(HybridError):
+    """The Django project, or a dotted path it names, cannot be imported.
+
+    ``target`` is the dotted path that failed (a settings module, ``HYBRID_ROUTES``).
+    """
+
+    def __init__(self, message: str, *, target: str) -> None:
+        super().__init__(message)
+        self.target = target
+
+
+class ServerError(HybridError):
+    """The master could not start or keep its workers."""
+
+
+class BindError(ServerError):
+    """A listening socket could not be created."""
+
+    def __init__(self, message: str, *, host: str, port: int, errno: int | None) -> None:
+        super().__init__(message)
+        self.host = host
+        self.port = port
+        self.errno = errno
+
+
+class WorkerBootError(ServerError):
+    """A worker exited before it was ready to serve; ``reason`` is its own one-line report."""
+
+    def __init__(self, message: str, *, port: int, reason: str) -> None:
+        super().__init__(message)
+        self.port = port
+        self.reason = reason
+
+
+def describe_exception(exc: BaseException) -> str:
+    """Render ``exc`` as one line: type, message and the innermost source location.
+
+    Used where a traceback would be noise for the reader (the CLI's stderr line, a worker's
+    boot report): ``ModuleNotFoundError: No module named 'x' (shop/routes.py:3)``.
+    """
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ").strip()
+    tb = exc.__traceback__
+    location = ""
+    while tb is not None:
+        location = f" ({tb.tb_frame.f_code.co_filename}:{tb.tb_lineno})"
+        tb = tb.tb_next
+    if isinstance(exc, SyntaxError) and exc.filename:
+        location = f" ({exc.filename}:{exc.lineno})"
+    return text + location
