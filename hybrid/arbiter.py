@@ -139,7 +139,9 @@ class Arbiter:
             _close_inherited_db_connections()
             gen_log.info(
                 "master %d starting %d worker(s) on %s (Ctrl-C to stop)",
-                self.pid, len(self.config.ports), self.config.host,
+                self.pid,
+                len(self.config.ports),
+                self.config.host,
             )
             for port in self.config.ports:
                 self._spawn(port)
@@ -207,7 +209,9 @@ class Arbiter:
             if signum in _STOP_SIGNALS:
                 gen_log.info(
                     "master %d got %s: stopping %d worker(s)",
-                    self.pid, signal.Signals(signum).name, len(self.workers),
+                    self.pid,
+                    signal.Signals(signum).name,
+                    len(self.workers),
                 )
                 self._stopping = True
 
@@ -225,7 +229,9 @@ class Arbiter:
                 self._boot_failures.pop(worker.port, None)
                 gen_log.info(
                     "worker %d serving http://%s:%d",
-                    worker.pid, _url_host(self.config.host), worker.port,
+                    worker.pid,
+                    _url_host(self.config.host),
+                    worker.port,
                 )
             elif kind == "boot-error":
                 worker.boot_error = text
@@ -269,9 +275,7 @@ class Arbiter:
                     port=worker.port,
                     reason=how,
                 )
-        gen_log.warning(
-            "worker %d on port %d %s; starting a new one", worker.pid, worker.port, how
-        )
+        gen_log.warning("worker %d on port %d %s; starting a new one", worker.pid, worker.port, how)
 
     def _manage_workers(self) -> None:
         serving = {w.port for w in self.workers.values()}
@@ -313,7 +317,10 @@ class Arbiter:
             code = worker.run()
         except BaseException as exc:
             gen_log.error(
-                "worker %d on port %d crashed: %s", os.getpid(), port, describe_exception(exc),
+                "worker %d on port %d crashed: %s",
+                os.getpid(),
+                port,
+                describe_exception(exc),
                 exc_info=not isinstance(exc, (KeyboardInterrupt, SystemExit)),
             )
         finally:

@@ -77,12 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
         "Ctrl-C or SIGTERM stops them all.",
     )
     add_serve_arguments(serve_parser)
+    parser.set_defaults(command_parser=parser)
+    serve_parser.set_defaults(command_parser=serve_parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the subcommand's parser, so the hint names its --help
+        args.command_parser.error("unrecognized arguments: " + " ".join(extra))
     if args.command == "serve":
         return run_serve({o.name: getattr(args, o.name) for o in OPTIONS}, "hybrid serve")
     parser.print_help(sys.stderr)

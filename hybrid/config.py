@@ -61,9 +61,7 @@ def parse_ports(spec: object) -> tuple[int, ...]:
             if not 1 <= number <= 65535:
                 raise ConfigError(f"port {number} is out of range: use 1-65535", value=spec)
         if high < low:
-            raise ConfigError(
-                f"port range {part!r} is backwards: write {high}-{low}", value=spec
-            )
+            raise ConfigError(f"port range {part!r} is backwards: write {high}-{low}", value=spec)
         for number in range(low, high + 1):
             if number in ports:
                 raise ConfigError(f"port {number} is listed twice", value=spec)
@@ -103,7 +101,7 @@ def _parse_positive_float(value: object) -> float:
 def _parse_positive_int(value: object) -> int:
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError("expected a whole number")
-    number = int(value)  # type: ignore[call-overload]
+    number = int(value) if isinstance(value, (int, float)) else int(str(value).strip())
     if number <= 0:
         raise ValueError("expected a positive whole number")
     return number
@@ -147,24 +145,68 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("ports", "--ports", parse_ports, "ports to serve, one worker each: "
-           "8001-8004, 8001,8003 or 8001-8002,9000 (default 8001)", "PORTS"),
-    Option("host", "--host", _parse_str, "address the workers listen on (default 127.0.0.1: "
-           "workers sit behind nginx; use 0.0.0.0 only when you mean it)", "ADDR"),
-    Option("settings", "--settings", _parse_optional_str, "Django settings module, e.g. "
-           "mysite.settings (default: $DJANGO_SETTINGS_MODULE)", "MODULE",
-           django_builtin=True, in_settings=False),
-    Option("pythonpath", "--pythonpath", _parse_optional_str, "directory to add to the "
-           "Python path, like Django's --pythonpath (the current directory always is)",
-           "DIR", django_builtin=True, in_settings=False),
-    Option("graceful_timeout", "--graceful-timeout", _parse_positive_float, "seconds a "
-           "stopping worker may spend finishing in-flight requests (default 30)", "SECONDS"),
-    Option("max_body_size", "--max-body-size", _parse_positive_int, "largest request body "
-           "in bytes a worker accepts (default 10 MiB)", "BYTES"),
-    Option("xheaders", "--xheaders", _parse_bool, "trust X-Real-IP/X-Forwarded-For/"
-           "X-Forwarded-Proto from the proxy in front (default true)", "BOOL"),
-    Option("log_level", "--log-level", _parse_log_level, "level of hybrid's own log "
-           "(default info)", "LEVEL"),
+    Option(
+        "ports",
+        "--ports",
+        parse_ports,
+        "ports to serve, one worker each: 8001-8004, 8001,8003 or 8001-8002,9000 (default 8001)",
+        "PORTS",
+    ),
+    Option(
+        "host",
+        "--host",
+        _parse_str,
+        "address the workers listen on (default 127.0.0.1: "
+        "workers sit behind nginx; use 0.0.0.0 only when you mean it)",
+        "ADDR",
+    ),
+    Option(
+        "settings",
+        "--settings",
+        _parse_optional_str,
+        "Django settings module, e.g. mysite.settings (default: $DJANGO_SETTINGS_MODULE)",
+        "MODULE",
+        django_builtin=True,
+        in_settings=False,
+    ),
+    Option(
+        "pythonpath",
+        "--pythonpath",
+        _parse_optional_str,
+        "directory to add to the "
+        "Python path, like Django's --pythonpath (the current directory always is)",
+        "DIR",
+        django_builtin=True,
+        in_settings=False,
+    ),
+    Option(
+        "graceful_timeout",
+        "--graceful-timeout",
+        _parse_positive_float,
+        "seconds a stopping worker may spend finishing in-flight requests (default 30)",
+        "SECONDS",
+    ),
+    Option(
+        "max_body_size",
+        "--max-body-size",
+        _parse_positive_int,
+        "largest request body in bytes a worker accepts (default 10 MiB)",
+        "BYTES",
+    ),
+    Option(
+        "xheaders",
+        "--xheaders",
+        _parse_bool,
+        "trust X-Real-IP/X-Forwarded-For/X-Forwarded-Proto from the proxy in front (default true)",
+        "BOOL",
+    ),
+    Option(
+        "log_level",
+        "--log-level",
+        _parse_log_level,
+        "level of hybrid's own log (default info)",
+        "LEVEL",
+    ),
 )
 
 _OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}

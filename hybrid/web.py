@@ -169,7 +169,6 @@ def make_app(config: Config, port: int) -> HybridApplication:
         return HybridApplication([*routes, fallback], hybrid_port=port)
     except Exception as exc:
         raise AppLoadError(
-            f"HYBRID_ROUTES = {routes_path!r} holds an invalid URL spec: "
-            f"{describe_exception(exc)}",
+            f"HYBRID_ROUTES = {routes_path!r} holds an invalid URL spec: {describe_exception(exc)}",
             target=str(routes_path),
         ) from None

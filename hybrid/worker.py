@@ -109,7 +109,9 @@ class Worker:
             gen_log.warning(
                 "worker %d on port %d: %d request(s) still running after the graceful "
                 "timeout of %.0fs; closing them",
-                os.getpid(), self.port, left, self.config.graceful_timeout,
+                os.getpid(),
+                self.port,
+                left,
+                self.config.graceful_timeout,
             )
         await server.close_all_connections()
-

@@ -22,12 +22,18 @@ __all__ = ["ASGIApp", "DjangoFallbackHandler", "build_scope"]
 
 ASGIMessage = dict[str, Any]
 ASGIApp = Callable[
-    [dict[str, Any], Callable[[], Awaitable[ASGIMessage]], Callable[[ASGIMessage], Awaitable[None]]],
+    [
+        dict[str, Any],
+        Callable[[], Awaitable[ASGIMessage]],
+        Callable[[ASGIMessage], Awaitable[None]],
+    ],
     Awaitable[None],
 ]
 
 
-def build_scope(request: HTTPServerRequest, server: tuple[str, int] | None = None) -> dict[str, Any]:
+def build_scope(
+    request: HTTPServerRequest, server: tuple[str, int] | None = None
+) -> dict[str, Any]:
     """The ASGI HTTP connection scope for a Tornado request (ASGI spec 2.3)."""
     raw_path = request.path.encode("latin-1")
     headers = [

@@ -10,7 +10,9 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Development defaults: set DJANGO_SECRET_KEY and QUICKSTART_DEBUG=0 for anything public.
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "django-insecure-quickstart-only-not-for-production")
+SECRET_KEY = os.environ.get(
+    "DJANGO_SECRET_KEY", "django-insecure-quickstart-only-not-for-production"
+)
 DEBUG = os.environ.get("QUICKSTART_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 

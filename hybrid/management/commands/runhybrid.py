@@ -13,7 +13,7 @@ from hybrid.cli import add_serve_arguments, run_serve
 from hybrid.config import OPTIONS
 
 
-class Command(BaseCommand):
+class Command(BaseCommand):  # type: ignore[misc]  # Django ships no type hints
     help = "Serve this project from Tornado workers, one per port (like `hybrid serve`)."
     # The workers boot the project themselves; checks here would only slow the master.
     requires_system_checks: list[str] = []

@@ -1,0 +1,194 @@
+"""Fixtures shared by the suite. Factories, not values (see DESIGN.md's style section).
+
+The Django project under test is ``tests/testproject`` on SQLite; its database lives in a
+temporary directory for the session and is migrated once. Process-level tests start the
+real ``hybrid serve`` in its own session (process group) and check that nothing of it is
+left afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_DIR = TESTS_DIR.parent
+
+_db_dir = tempfile.mkdtemp(prefix="hybrid-tests-")
+os.environ["TESTPROJECT_DB"] = os.path.join(_db_dir, "db.sqlite3")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _migrated_database() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def free_ports() -> Callable[[int], list[int]]:
+    """``free_ports(n)``: n distinct free ports."""
+
+    def make(count: int) -> list[int]:
+        ports: set[int] = set()
+        while len(ports) < count:
+            ports.add(free_port())
+        return sorted(ports)
+
+    return make
+
+
+def session_pids(sid: int) -> list[int]:
+    """Every live process whose session id is ``sid`` (zombies excluded)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        state, session = fields[0], int(fields[3])
+        if session == sid and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def hybrid_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class HybridProcess:
+    """A running ``hybrid serve`` master, started in a session of its own."""
+
+    proc: subprocess.Popen[bytes]
+    ports: list[int]
+    stderr_path: Path
+
+    @property
+    def stderr(self) -> str:
+        """Everything the master and its workers wrote to stderr so far."""
+        return self.stderr_path.read_text(errors="replace")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def url(self, port: int, path: str) -> str:
+        return f"http://127.0.0.1:{port}{path}"
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until every port answers, failing with the master's output if it dies."""
+        deadline = time.monotonic() + timeout
+        pending = set(self.ports)
+        while pending and time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"hybrid serve exited {self.proc.returncode}:\n{self.stderr}")
+            for port in list(pending):
+                if _answers(port):
+                    pending.discard(port)
+            time.sleep(0.05)
+        if pending:
+            raise AssertionError(f"ports {sorted(pending)} not serving after {timeout}s")
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30.0) -> tuple[int, str]:
+        """Signal the master, wait for it, return (exit status, stderr)."""
+        self.proc.send_signal(signum)
+        self.proc.wait(timeout=timeout)
+        return self.proc.returncode, self.stderr
+
+
+def _answers(port: int) -> bool:
+    import http.client
+
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", "/hybrid/pid")
+        conn.getresponse().read()
+        conn.close()
+        return True
+    except OSError:
+        return False
+
+
+def wait_session_empty(sid: int, timeout: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while (left := session_pids(sid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+@pytest.fixture
+def hybrid_serve(tmp_path: Path) -> Iterator[Callable[..., HybridProcess]]:
+    """``hybrid_serve(*args, ports=[...], env=None, wait=True)``: start the real CLI.
+
+    Every master is killed with its whole session at teardown, whatever the test did.
+    """
+    started: list[HybridProcess] = []
+
+    def start(
+        *args: str,
+        ports: list[int],
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        settings: str | None = "testproject.settings",
+    ) -> HybridProcess:
+        argv = [sys.executable, "-m", "hybrid", "serve", "--ports", ",".join(map(str, ports))]
+        if settings:
+            argv += ["--settings", settings]
+        stderr_path = tmp_path / f"hybrid-{len(started)}.stderr"
+        with open(stderr_path, "wb") as stderr:
+            proc = subprocess.Popen(
+                [*argv, *args],
+                env=env or hybrid_env(),
+                cwd=REPO_DIR,
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        server = HybridProcess(proc, ports, stderr_path)
+        started.append(server)
+        if wait:
+            server.wait_ready()
+        return server
+
+    yield start
+    for server in started:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()
+        for pid in session_pids(server.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

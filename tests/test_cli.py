@@ -1,0 +1,236 @@
+"""The command line as a user meets it: bad input is one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+from conftest import REPO_DIR, TESTS_DIR, HybridProcess, hybrid_env, session_pids
+
+from hybrid.cli import build_parser
+
+Serve = Callable[..., HybridProcess]
+
+
+def run_hybrid(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hybrid", *args],
+        env=hybrid_env(**env),
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("ports", "message"),
+    [
+        ("80x1", "--ports: invalid port '80x1': use a number, a range like 8001-8004"),
+        ("9000-8000", "--ports: port range '9000-8000' is backwards: write 8000-9000"),
+        ("70000", "--ports: port 70000 is out of range: use 1-65535"),
+    ],
+)
+def test_bad_port_syntax_is_a_usage_error(ports: str, message: str) -> None:
+    result = run_hybrid("serve", "--ports", ports, "--settings", "testproject.settings")
+    assert result.returncode == 2
+    assert one_line(result).startswith(f"hybrid serve: error: {message}")
+
+
+def test_bad_environment_value_names_the_variable() -> None:
+    result = run_hybrid("serve", "--settings", "testproject.settings", HYBRID_PORTS="x")
+    assert result.returncode == 2
+    assert "HYBRID_PORTS: invalid port 'x'" in one_line(result)
+
+
+def test_unknown_option_is_one_line_too() -> None:
+    result = run_hybrid("serve", "--prots", "8001")
+    assert result.returncode == 2
+    assert one_line(result) == (
+        "hybrid serve: error: unrecognized arguments: --prots 8001 (see hybrid serve --help)"
+    )
+
+
+def test_unknown_settings_module(free_ports: Callable[[int], list[int]]) -> None:
+    port = str(free_ports(1)[0])
+    result = run_hybrid("serve", "--ports", port, "--settings", "nosuchproject.settings")
+    assert result.returncode == 1
+    line = one_line(result)
+    assert line.startswith(
+        "hybrid serve: error: settings module 'nosuchproject.settings' not found"
+    )
+    assert "--pythonpath" in line
+
+
+def test_missing_settings_says_how_to_give_them() -> None:
+    env = hybrid_env()
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "hybrid", "serve", "--ports", "8001"],
+        env=env,
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "pass --settings mysite.settings or set DJANGO_SETTINGS_MODULE" in one_line(result)
+
+
+def test_port_in_use_fails_before_any_worker_starts(
+    free_ports: Callable[[int], list[int]],
+) -> None:
+    free, busy = free_ports(2)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", busy))
+        holder.listen()
+        result = run_hybrid(
+            "serve", "--ports", f"{free},{busy}", "--settings", "testproject.settings"
+        )
+    assert result.returncode == 1
+    assert one_line(result) == (
+        f"hybrid serve: error: port {busy} on 127.0.0.1 is already in use: stop the process "
+        "that holds it or choose other --ports"
+    )
+    assert "worker" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            "testproject.settings_broken_routes",
+            "HYBRID_ROUTES = 'testproject.broken_routes.routes': importing "
+            "'testproject.broken_routes' failed: ModuleNotFoundError: No module named "
+            "'hybrid_no_such_module'",
+        ),
+        (
+            "testproject.settings_missing_routes",
+            "HYBRID_ROUTES = 'testproject.routes.no_such_list': module 'testproject.routes' "
+            "has no attribute 'no_such_list'; define it there or fix the setting",
+        ),
+    ],
+)
+def test_routes_that_cannot_load_stop_the_master_without_orphans(
+    hybrid_serve: Serve, free_ports: Callable[[int], list[int]], settings: str, message: str
+) -> None:
+    server = hybrid_serve(ports=free_ports(3), settings=settings, wait=False)
+    status = server.proc.wait(timeout=60)
+    assert status == 1
+    errors = [line for line in server.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, server.stderr
+    assert errors[0].startswith("hybrid serve: error: worker for port ")
+    assert message in errors[0]
+    assert "Traceback" not in server.stderr
+    assert session_pids(server.pid) == []
+
+
+def test_python_dash_m_and_version() -> None:
+    result = run_hybrid("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip().startswith("hybrid ")
+
+
+def test_no_command_prints_help_and_fails() -> None:
+    result = run_hybrid()
+    assert result.returncode == 2
+    assert "serve" in result.stderr
+
+
+def test_console_script_is_installed() -> None:
+    import shutil
+
+    script = shutil.which("hybrid", path=str(__import__("pathlib").Path(sys.executable).parent))
+    assert script, "the `hybrid` console script is missing: pip install -e ."
+    result = subprocess.run([script, "serve", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "--ports PORTS" in result.stdout
+
+
+def test_serve_help_lists_every_option_with_its_env_var() -> None:
+    parser = build_parser()
+    text = parser._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore
+    for flag in ("--ports", "--host", "--settings", "--pythonpath", "--graceful-timeout"):
+        assert flag in text
+    assert "HYBRID_PORTS" in text
+
+
+def test_runhybrid_management_command_serves_with_the_same_options(
+    free_ports: Callable[[int], list[int]], tmp_path: object
+) -> None:
+    port = free_ports(1)[0]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "django",
+            "runhybrid",
+            "--ports",
+            str(port),
+            "--settings",
+            "testproject.settings",
+            "--pythonpath",
+            str(TESTS_DIR),
+        ],
+        env=hybrid_env(),
+        cwd=REPO_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        import time
+
+        deadline = time.monotonic() + 30
+        body: dict[str, object] = {}
+        while time.monotonic() < deadline and not body:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/hybrid/pid", timeout=5) as r:
+                    body = json.loads(r.read())
+            except OSError:
+                time.sleep(0.1)
+        assert body.get("port") == port
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+        assert session_pids(proc.pid) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def test_runhybrid_bad_ports_is_one_line() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "django",
+            "runhybrid",
+            "--ports",
+            "80x1",
+            "--settings",
+            "testproject.settings",
+        ],
+        env=hybrid_env(),
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert one_line(result).startswith("runhybrid: error: --ports: invalid port '80x1'")

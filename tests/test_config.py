@@ -1,0 +1,195 @@
+"""Config: port syntax, where options come from, and what a bad value says."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hybrid.config import MAX_PORTS, OPTIONS, Config, parse_ports
+from hybrid.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("8001-8004", (8001, 8002, 8003, 8004)),
+        ("8001,8003", (8001, 8003)),
+        ("8001-8002,9000", (8001, 8002, 9000)),
+        ("8001", (8001,)),
+        (" 8001 , 8002 ", (8001, 8002)),
+        ("65535", (65535,)),
+        (8001, (8001,)),
+        ([8001, "8002-8003"], (8001, 8002, 8003)),
+    ],
+)
+def test_parse_ports_accepts_ranges_and_lists(spec: object, expected: tuple[int, ...]) -> None:
+    assert parse_ports(spec) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("80x1", "invalid port '80x1'"),
+        ("9000-8000", "port range '9000-8000' is backwards: write 8000-9000"),
+        ("70000", "port 70000 is out of range: use 1-65535"),
+        ("0", "port 0 is out of range"),
+        ("", "invalid port ''"),
+        ("8001,", "invalid port ''"),
+        ("-8001", "invalid port '-8001'"),
+        ("8001-", "invalid port '8001-'"),
+        ("8001,8001", "port 8001 is listed twice"),
+        ("8001-8003,8002", "port 8002 is listed twice"),
+        ("1-1000", f"more than {MAX_PORTS} workers"),
+        (None, "ports must be a string"),
+        (True, "ports must be a string"),
+    ],
+)
+def test_parse_ports_rejects_nonsense_with_the_reason(spec: object, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_ports(spec)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_defaults_listen_on_loopback_only() -> None:
+    config = Config.from_sources({}, {}, {})
+    assert config.host == "127.0.0.1"
+    assert config.ports == (8001,)
+    assert config == Config()
+
+
+def test_command_line_beats_environment_beats_settings_beats_default() -> None:
+    cli = {"ports": "9001-9002", "host": None, "graceful_timeout": None}
+    env = {"HYBRID_PORTS": "7001", "HYBRID_HOST": "0.0.0.0", "HYBRID_GRACEFUL_TIMEOUT": "5"}
+    django = {"ports": "6001", "host": "::1", "graceful_timeout": 9, "max_body_size": 1024}
+    config = Config.from_sources(cli, env, django)
+    assert config.ports == (9001, 9002)  # command line
+    assert config.host == "0.0.0.0"  # environment
+    assert config.graceful_timeout == 5.0  # environment over settings
+    assert config.max_body_size == 1024  # settings.HYBRID
+    assert config.log_level == "info"  # default
+    assert config.sources["ports"] == "--ports"
+    assert config.sources["host"] == "HYBRID_HOST"
+    assert config.sources["max_body_size"] == "settings.HYBRID['max_body_size']"
+
+
+def test_settings_hybrid_values_are_typed_like_the_others() -> None:
+    config = Config.from_sources({}, {}, {"ports": [8001, 8002], "xheaders": False})
+    assert config.ports == (8001, 8002)
+    assert config.xheaders is False
+
+
+@pytest.mark.parametrize(
+    ("cli", "env", "django", "message"),
+    [
+        ({"ports": "80x1"}, {}, {}, "--ports: invalid port '80x1'"),
+        ({}, {"HYBRID_PORTS": "9000-8000"}, {}, "HYBRID_PORTS: port range '9000-8000'"),
+        ({}, {}, {"ports": "70000"}, "settings.HYBRID['ports']: port 70000 is out of range"),
+        ({"graceful_timeout": "-1"}, {}, {}, "--graceful-timeout: bad value '-1'"),
+        ({}, {"HYBRID_XHEADERS": "maybe"}, {}, "HYBRID_XHEADERS: bad value 'maybe'"),
+        ({"max_body_size": "1.5"}, {}, {}, "--max-body-size: bad value '1.5'"),
+        ({"log_level": "loud"}, {}, {}, "--log-level: bad value 'loud'"),
+        ({"host": " "}, {}, {}, "--host: bad value"),
+        ({}, {}, {"prots": "8001"}, "unknown option 'prots' in settings.HYBRID"),
+        ({}, {}, {"settings": "x.y"}, "unknown option 'settings' in settings.HYBRID"),
+    ],
+)
+def test_bad_values_name_their_source(
+    cli: dict[str, object], env: dict[str, str], django: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_sources(cli, env, django)
+    assert message in str(info.value)
+
+
+def test_every_option_has_a_field_a_flag_and_an_env_var() -> None:
+    fields = set(Config.__dataclass_fields__) - {"sources"}
+    assert {o.name for o in OPTIONS} == fields
+    for option in OPTIONS:
+        assert option.flag == "--" + option.name.replace("_", "-")
+        assert option.env == "HYBRID_" + option.name.upper()
+
+
+def test_replace_keeps_everything_else() -> None:
+    config = Config(ports=(8001, 8002), host="::1")
+    assert config.replace(ports=(9000,)) == Config(ports=(9000,), host="::1")
+
+
+def test_load_puts_pythonpath_and_cwd_on_sys_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    Config(pythonpath=str(tmp_path)).load()
+    assert sys.path[0] == str(tmp_path)
+    assert os.getcwd() in sys.path
+
+
+def test_load_exports_the_settings_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "testproject.settings")
+    Config(settings="testproject.settings").load()
+    assert os.environ["DJANGO_SETTINGS_MODULE"] == "testproject.settings"
+    assert Config().settings_module == "testproject.settings"
+
+
+def _load_in_fresh_process(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a new interpreter: Django is already configured in this one."""
+    environ = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    environ.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_unknown_settings_module_is_an_app_load_error() -> None:
+    result = _load_in_fresh_process(
+        "from hybrid.errors import AppLoadError\n"
+        "from hybrid.config import Config\n"
+        "try:\n"
+        "    Config(settings='no_such_project.settings').load()\n"
+        "except AppLoadError as exc:\n"
+        "    print(exc.target, '|', exc)\n"
+    )
+    assert result.stdout.startswith(
+        "no_such_project.settings | settings module 'no_such_project.settings' not found"
+    ), result.stderr
+
+
+def test_settings_module_that_raises_is_reported_with_its_location(tmp_path: Path) -> None:
+    (tmp_path / "badsettings.py").write_text("SECRET_KEY = 'x'\nDEBUG = undefined_name\n")
+    result = _load_in_fresh_process(
+        "from hybrid.errors import AppLoadError\n"
+        "from hybrid.config import Config\n"
+        f"try:\n    Config(settings='badsettings', pythonpath={str(tmp_path)!r}).load()\n"
+        "except AppLoadError as exc:\n    print(exc)\n"
+    )
+    assert (
+        "settings module 'badsettings' failed to import: NameError: name 'undefined_name' "
+        "is not defined" in result.stdout
+    ), result.stderr
+    assert "badsettings.py:2" in result.stdout
+
+
+def test_no_settings_module_at_all_says_how_to_name_one() -> None:
+    result = _load_in_fresh_process(
+        "from hybrid.errors import ConfigError\n"
+        "from hybrid.config import Config\n"
+        "try:\n    Config().load()\n"
+        "except ConfigError as exc:\n    print(exc)\n"
+    )
+    assert "pass --settings mysite.settings or set DJANGO_SETTINGS_MODULE" in result.stdout
+
+
+def test_build_config_merges_settings_hybrid_under_cli_and_env() -> None:
+    result = _load_in_fresh_process(
+        "from hybrid.config import build_config\n"
+        "c = build_config({'ports': None, 'settings': 'testproject.settings_hybrid'},"
+        " {'HYBRID_HOST': '::1'})\n"
+        "print(c.ports, c.host, c.graceful_timeout, c.sources['ports'])\n",
+        HYBRID_TEST_PORTS="8101-8102",
+        PYTHONPATH=str(Path(__file__).parent),
+    )
+    assert result.stdout.strip() == "(8101, 8102) ::1 5.0 settings.HYBRID['ports']", result.stderr

@@ -1,0 +1,1 @@
+"""The Django project the test suite serves (SQLite in a temporary file)."""

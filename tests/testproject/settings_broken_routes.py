@@ -1,0 +1,3 @@
+from testproject.settings import *  # noqa: F403
+
+HYBRID_ROUTES = "testproject.broken_routes.routes"

@@ -1,0 +1,72 @@
+import asyncio
+import os
+import time
+
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+
+def pid(request):
+    return JsonResponse({"pid": os.getpid(), "via": "django"})
+
+
+def slow(request):
+    """A sync view that blocks its thread for a while."""
+    time.sleep(float(request.GET.get("s", "1")))
+    return JsonResponse({"slept": True})
+
+
+async def async_view(request):
+    await asyncio.sleep(0)
+    return JsonResponse({"async": True, "path": request.path, "q": request.GET.get("q")})
+
+
+@csrf_exempt
+def echo(request):
+    response = JsonResponse(
+        {
+            "method": request.method,
+            "body": request.body.decode(),
+            "post": dict(request.POST.items()),
+            "remote_addr": request.META.get("REMOTE_ADDR"),
+            "scheme": request.scheme,
+            "host": request.get_host(),
+        }
+    )
+    response.set_cookie("first", "1")
+    response.set_cookie("second", "2")
+    response["X-Echo"] = "yes"
+    return response
+
+
+def protected(request):
+    return HttpResponse("no csrf exemption", content_type="text/plain")
+
+
+async def stream(request):
+    """Three chunks, each after a pause, from an async iterator."""
+
+    async def chunks():
+        for n in range(3):
+            yield f"chunk {n}\n".encode()
+            await asyncio.sleep(0.3)
+
+    return StreamingHttpResponse(chunks(), content_type="text/plain")
+
+
+#: Set when the endless stream below is closed: a client disconnect must stop it.
+forever_closed = asyncio.Event()
+
+
+async def forever(request):
+    forever_closed.clear()
+
+    async def chunks():
+        try:
+            while True:
+                yield b"tick\n"
+                await asyncio.sleep(0.05)
+        finally:
+            forever_closed.set()
+
+    return StreamingHttpResponse(chunks(), content_type="text/plain")
