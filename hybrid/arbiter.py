@@ -27,8 +27,6 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
-from tornado.netutil import bind_sockets
-
 from hybrid.config import Config
 from hybrid.errors import BindError, WorkerBootError, describe_exception
 from hybrid.log import gen_log
@@ -58,7 +56,7 @@ def bind_ports(config: Config) -> dict[int, list[socket.socket]]:
     try:
         for port in config.ports:
             try:
-                bound[port] = bind_sockets(port, address=config.host, backlog=2048)
+                bound[port] = _bind(config.host, port)
             except OSError as exc:
                 raise BindError(
                     _bind_error_message(exc, config.host, port),
@@ -72,6 +70,33 @@ def bind_ports(config: Config) -> dict[int, list[socket.socket]]:
                 sock.close()
         raise
     return bound
+
+
+def _bind(host: str, port: int, backlog: int = 2048) -> list[socket.socket]:
+    """Listening, non-blocking sockets for every address ``host`` resolves to.
+
+    Our own instead of ``tornado.netutil.bind_sockets``, which leaves the socket open when
+    ``bind()`` fails (a port in use is an expected failure here, reported and survived).
+    """
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(
+            host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+        )
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setblocking(False)
+            sock.bind(address)
+            sock.listen(backlog)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def _bind_error_message(exc: OSError, host: str, port: int) -> str:

@@ -49,4 +49,5 @@ DATABASES = {
 }
 
 USE_TZ = True
+TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
