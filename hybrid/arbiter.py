@@ -1,23 +1,30 @@
 """The master process: bind every port, fork one worker per port, keep them alive, stop.
 
 Shaped like gunicorn's arbiter: signal handlers only queue the signal and wake the main
-loop through a pipe; the loop handles queued signals, reads what workers report, reaps the
-dead and starts a worker for every port that has none. No IOLoop, pool or database
-connection ever exists in the master, so nothing unsafe crosses a fork.
+loop through a pipe; each turn of the loop handles queued signals, reads what workers
+report, kills stuck workers, reaps the dead, advances a rolling replacement and starts a
+worker for every port that has none. No IOLoop, pool or database connection ever exists
+in the master, so nothing unsafe crosses a fork.
 
-What the master does with each signal:
-
-=========  =================================================================
+=========  ==========================================================================
+signal     what the master does
+=========  ==========================================================================
 SIGTERM    graceful stop: workers drain for ``graceful_timeout``, then are killed
-SIGINT     the same (Ctrl-C); a second SIGINT kills the workers at once
+SIGINT     the same (Ctrl-C); a second SIGINT or SIGQUIT kills the workers at once
 SIGQUIT    the same as SIGINT
+SIGHUP     rolling reload: one port at a time, a new worker (new code) starts and
+           serves, then the old one drains; the listening sockets stay open throughout
 SIGCHLD    wakes the loop so a dead worker is reaped and replaced at once
-=========  =================================================================
+=========  ==========================================================================
+
+A worker is replaced when it dies, when its IOLoop stops sending heartbeats for
+``timeout`` seconds (it is killed first), when it has served ``max_requests`` requests,
+and when its memory passes ``max_rss``. A worker that cannot boot stops the master, except
+during a reload, which is then abandoned while the old workers keep serving.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import select
 import signal
@@ -28,16 +35,24 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from hybrid.config import Config
-from hybrid.errors import BindError, WorkerBootError, describe_exception
+from hybrid.errors import WorkerBootError, describe_exception
 from hybrid.log import gen_log
+from hybrid.procutil import become_subreaper, children_of, describe_exit, kill_quietly, rss_mb
+from hybrid.sockets import bind_ports, close_sockets
 from hybrid.worker import BOOT_ERROR_EXIT, Worker
 
-__all__ = ["Arbiter", "bind_ports", "describe_exit", "serve"]
+__all__ = ["Arbiter", "serve"]
 
 #: A worker that dies this many times in a row before it is ready makes the master halt.
 MAX_BOOT_FAILURES = 5
+#: Seconds a stopping worker gets beyond ``graceful_timeout`` (to kill its commands and
+#: close) before the master kills it.
+DRAIN_SLACK = 5.0
+#: How often the master looks at its workers' memory (``max_rss``).
+RSS_CHECK_INTERVAL = 1.0
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+_HANDLED_SIGNALS = (*_STOP_SIGNALS, signal.SIGHUP, signal.SIGCHLD)
 
 
 def serve(config: Config) -> int:
@@ -50,83 +65,6 @@ def serve(config: Config) -> int:
     return Arbiter(config).run()
 
 
-def bind_ports(config: Config) -> dict[int, list[socket.socket]]:
-    """Bind every port of ``config`` or none: all sockets are closed on the first failure."""
-    bound: dict[int, list[socket.socket]] = {}
-    try:
-        for port in config.ports:
-            try:
-                bound[port] = _bind(config.host, port)
-            except OSError as exc:
-                raise BindError(
-                    _bind_error_message(exc, config.host, port),
-                    host=config.host,
-                    port=port,
-                    errno=exc.errno,
-                ) from None
-    except BaseException:
-        for sockets in bound.values():
-            for sock in sockets:
-                sock.close()
-        raise
-    return bound
-
-
-def _bind(host: str, port: int, backlog: int = 2048) -> list[socket.socket]:
-    """Listening, non-blocking sockets for every address ``host`` resolves to.
-
-    Our own instead of ``tornado.netutil.bind_sockets``, which leaves the socket open when
-    ``bind()`` fails (a port in use is an expected failure here, reported and survived).
-    """
-    sockets: list[socket.socket] = []
-    try:
-        infos = socket.getaddrinfo(
-            host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
-        )
-        for family, kind, proto, _, address in dict.fromkeys(infos):
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.setblocking(False)
-            sock.bind(address)
-            sock.listen(backlog)
-    except BaseException:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets
-
-
-def _bind_error_message(exc: OSError, host: str, port: int) -> str:
-    where = f"{host}:{port}"
-    if exc.errno == errno.EADDRINUSE:
-        return (
-            f"port {port} on {host} is already in use: stop the process that holds it "
-            "or choose other --ports"
-        )
-    if exc.errno == errno.EACCES:
-        return f"no permission to bind {where}: use a port above 1023 or run as a privileged user"
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return f"cannot bind {where}: {host} is not an address of this machine; check --host"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve --host {host!r} ({exc.strerror}); use an IP address or a known name"
-    return f"cannot bind {where}: {exc.strerror or exc}"
-
-
-def describe_exit(status: int) -> str:
-    """``'exited with status 1'`` or ``'was killed by SIGKILL'`` for a ``waitpid`` status."""
-    if os.WIFSIGNALED(status):
-        signum = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = f"signal {signum}"
-        return f"was killed by {name}"
-    return f"exited with status {os.waitstatus_to_exitcode(status)}"
-
-
 @dataclass
 class WorkerProcess:
     """What the master knows of one forked worker."""
@@ -135,8 +73,11 @@ class WorkerProcess:
     port: int
     notify_fd: int
     started_at: float = field(default_factory=time.monotonic)
+    last_beat: float = field(default_factory=time.monotonic)
     ready: bool = False
     boot_error: str | None = None
+    #: Set once the worker was told to stop: it drains and is no longer counted.
+    retiring_since: float | None = None
     buffer: bytes = b""
 
 
@@ -148,12 +89,17 @@ class Arbiter:
         self.pid = os.getpid()
         self.sockets: dict[int, list[socket.socket]] = {}
         self.workers: dict[int, WorkerProcess] = {}
+        self.restarts = 0
         self._signal_queue: list[int] = []
         self._wake_r = -1
         self._wake_w = -1
         self._stopping = False
         self._boot_failures: dict[int, int] = {}
         self._old_handlers: dict[int, object] = {}
+        #: Ports waiting for a rolling replacement, and the one being replaced now.
+        self._replace_queue: list[int] = []
+        self._replacing: tuple[int, WorkerProcess] | None = None
+        self._next_rss_check = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -161,7 +107,9 @@ class Arbiter:
         self.sockets = bind_ports(self.config)
         try:
             self._install_signals()
+            become_subreaper()
             _close_inherited_db_connections()
+            self._write_pidfile()
             gen_log.info(
                 "master %d starting %d worker(s) on %s (Ctrl-C to stop)",
                 self.pid,
@@ -171,21 +119,26 @@ class Arbiter:
             for port in self.config.ports:
                 self._spawn(port)
             while not self._stopping:
-                self._wait(1.0)
+                self._wait(0.25)
                 self._handle_signals()
+                if self._stopping:
+                    break
+                self._murder_stuck_workers()
                 self._reap()
-                if not self._stopping:
-                    self._manage_workers()
+                self._check_memory()
+                self._advance_replacement()
+                self._manage_workers()
         finally:
             self._stopping = True
             self._stop_workers()
+            self._kill_orphans()
             self._close()
         gen_log.info("master %d stopped", self.pid)
         return 0
 
     def _install_signals(self) -> None:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        for signum in (*_STOP_SIGNALS, signal.SIGCHLD):
+        for signum in _HANDLED_SIGNALS:
             self._old_handlers[signum] = signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -197,6 +150,11 @@ class Arbiter:
         except OSError:
             pass
 
+    def _write_pidfile(self) -> None:
+        if self.config.pidfile:
+            with open(self.config.pidfile, "w") as f:
+                f.write(f"{self.pid}\n")
+
     def _close(self) -> None:
         for signum, handler in self._old_handlers.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
@@ -205,10 +163,16 @@ class Arbiter:
             if fd >= 0:
                 os.close(fd)
         self._wake_r = self._wake_w = -1
-        for sockets in self.sockets.values():
-            for sock in sockets:
-                sock.close()
+        close_sockets(self.sockets)
         self.sockets.clear()
+        if self.config.pidfile:
+            try:
+                with open(self.config.pidfile) as f:
+                    ours = f.read().strip() == str(self.pid)
+                if ours:
+                    os.unlink(self.config.pidfile)
+            except OSError:
+                pass
 
     # -- the main loop's steps -----------------------------------------------------------
 
@@ -239,16 +203,26 @@ class Arbiter:
                     len(self.workers),
                 )
                 self._stopping = True
+                return
+            if signum == signal.SIGHUP:
+                self.reload()
+
+    def reload(self) -> None:
+        """Queue a rolling replacement of every port (SIGHUP). A reload asked for during
+        a reload starts over, so every port ends up running the newest code."""
+        gen_log.info("master %d reloading: replacing workers one port at a time", self.pid)
+        self._replace_queue = list(self.config.ports)
 
     def _read_notifications(self, worker: WorkerProcess) -> None:
         try:
             while chunk := os.read(worker.notify_fd, 4096):
                 worker.buffer += chunk
-        except (BlockingIOError, OSError):
+        except OSError:
             pass
         while b"\n" in worker.buffer:
             line, _, worker.buffer = worker.buffer.partition(b"\n")
             kind, _, text = line.decode("utf-8", "replace").partition(" ")
+            worker.last_beat = time.monotonic()
             if kind == "ready":
                 worker.ready = True
                 self._boot_failures.pop(worker.port, None)
@@ -260,6 +234,60 @@ class Arbiter:
                 )
             elif kind == "boot-error":
                 worker.boot_error = text
+            elif kind == "recycle" and worker.retiring_since is None:
+                gen_log.info("worker %d on port %d %s; replacing it", worker.pid, worker.port, text)
+                self._queue_replacement(worker.port)
+
+    def _queue_replacement(self, port: int) -> None:
+        if port not in self._replace_queue:
+            self._replace_queue.append(port)
+
+    def _murder_stuck_workers(self) -> None:
+        """Kill workers whose IOLoop went silent (or that never finished booting), and
+        retiring workers that outlived their graceful timeout."""
+        now = time.monotonic()
+        for worker in list(self.workers.values()):
+            if worker.retiring_since is not None:
+                if now - worker.retiring_since > self.config.graceful_timeout + DRAIN_SLACK:
+                    gen_log.warning(
+                        "worker %d on port %d did not drain in time; killing it",
+                        worker.pid,
+                        worker.port,
+                    )
+                    kill_quietly(worker.pid, signal.SIGKILL)
+            elif now - worker.last_beat > self.config.timeout:
+                what = "sent no heartbeat" if worker.ready else "did not finish booting"
+                gen_log.error(
+                    "worker %d on port %d %s for %.0fs (blocked IOLoop?); killing it",
+                    worker.pid,
+                    worker.port,
+                    what,
+                    self.config.timeout,
+                )
+                kill_quietly(worker.pid, signal.SIGKILL)
+                worker.last_beat = now  # one kill is enough; the reaper does the rest
+
+    def _check_memory(self) -> None:
+        if not self.config.max_rss or time.monotonic() < self._next_rss_check:
+            return
+        self._next_rss_check = time.monotonic() + RSS_CHECK_INTERVAL
+        for worker in self.workers.values():
+            if worker.retiring_since is not None or not worker.ready:
+                continue
+            rss = rss_mb(worker.pid)
+            if (
+                rss is not None
+                and rss > self.config.max_rss
+                and worker.port not in (self._replace_queue)
+            ):
+                gen_log.info(
+                    "worker %d on port %d uses %.0f MB (--max-rss %d); replacing it",
+                    worker.pid,
+                    worker.port,
+                    rss,
+                    self.config.max_rss,
+                )
+                self._queue_replacement(worker.port)
 
     def _reap(self) -> None:
         while True:
@@ -271,19 +299,33 @@ class Arbiter:
                 return
             worker = self.workers.pop(pid, None)
             if worker is None:
-                continue
+                continue  # an orphan we adopted as subreaper
             self._read_notifications(worker)
             os.close(worker.notify_fd)
             self._on_worker_exit(worker, status)
 
     def _on_worker_exit(self, worker: WorkerProcess, status: int) -> None:
         how = describe_exit(status)
-        if self._stopping:
+        self._kill_orphans()
+        if self._stopping or worker.retiring_since is not None:
             gen_log.debug("worker %d on port %d %s", worker.pid, worker.port, how)
             return
-        if worker.boot_error is not None or (
+        replacing = self._replacing is not None and self._replacing[1] is worker
+        failed_boot = worker.boot_error is not None or (
             not worker.ready and os.WIFEXITED(status) and os.WEXITSTATUS(status) == BOOT_ERROR_EXIT
-        ):
+        )
+        if replacing and not worker.ready:
+            reason = worker.boot_error or how
+            gen_log.error(
+                "reload abandoned: the new worker for port %d failed to boot (%s); "
+                "the old workers keep serving",
+                worker.port,
+                reason,
+            )
+            self._replacing = None
+            self._replace_queue.clear()
+            return
+        if failed_boot:
             reason = worker.boot_error or "no reason given"
             raise WorkerBootError(
                 f"worker for port {worker.port} failed to boot: {reason}",
@@ -300,10 +342,33 @@ class Arbiter:
                     port=worker.port,
                     reason=how,
                 )
+        self.restarts += 1
         gen_log.warning("worker %d on port %d %s; starting a new one", worker.pid, worker.port, how)
 
+    def _advance_replacement(self) -> None:
+        """One port at a time: start the new worker; once it serves, retire the old ones."""
+        if self._replacing is not None:
+            port, new = self._replacing
+            if new.pid not in self.workers:  # died before ready: handled in _on_worker_exit
+                self._replacing = None
+            elif new.ready:
+                for old in self.workers.values():
+                    if old.port == port and old is not new and old.retiring_since is None:
+                        self._retire(old)
+                self._replacing = None
+            else:
+                return
+        while self._replace_queue and self._replacing is None:
+            port = self._replace_queue.pop(0)
+            if port in self.sockets:
+                self._replacing = (port, self._spawn(port))
+
+    def _retire(self, worker: WorkerProcess) -> None:
+        worker.retiring_since = time.monotonic()
+        kill_quietly(worker.pid, signal.SIGTERM)
+
     def _manage_workers(self) -> None:
-        serving = {w.port for w in self.workers.values()}
+        serving = {w.port for w in self.workers.values() if w.retiring_since is None}
         for port in self.config.ports:
             if port not in serving:
                 self._spawn(port)
@@ -338,6 +403,7 @@ class Arbiter:
                 if other_port != port:
                     for sock in sockets:
                         sock.close()
+            _forget_project_modules(self.config)
             worker = Worker(self.config, port, self.sockets[port], notify_w, self.pid)
             code = worker.run()
         except BaseException as exc:
@@ -362,8 +428,8 @@ class Arbiter:
         if not self.workers:
             return
         for worker in self.workers.values():
-            _kill(worker.pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.config.graceful_timeout + 1.0
+            kill_quietly(worker.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.config.graceful_timeout + DRAIN_SLACK
         while self.workers and time.monotonic() < deadline:
             if self._wake_r >= 0:
                 self._wait(0.1)
@@ -378,7 +444,7 @@ class Arbiter:
             gen_log.warning(
                 "worker %d on port %d did not stop in time; killing it", worker.pid, worker.port
             )
-            _kill(worker.pid, signal.SIGKILL)
+            kill_quietly(worker.pid, signal.SIGKILL)
         for worker in list(self.workers.values()):
             try:
                 os.waitpid(worker.pid, 0)
@@ -387,12 +453,22 @@ class Arbiter:
             os.close(worker.notify_fd)
         self.workers.clear()
 
-
-def _kill(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
+    def _kill_orphans(self) -> None:
+        """Kill and reap what dead workers left behind (commands in their own process
+        groups, adopted by the master as subreaper): nothing of the session survives."""
+        workers = set(self.workers)
+        for pid in children_of(self.pid):
+            if pid in workers:
+                continue
+            gen_log.warning("killing process %d left behind by a worker", pid)
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                kill_quietly(pid, signal.SIGKILL)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
 
 
 def _url_host(host: str) -> str:
@@ -406,3 +482,26 @@ def _close_inherited_db_connections() -> None:
         from django.db import connections
 
         connections.close_all()
+
+
+def _forget_project_modules(config: Config) -> None:
+    """In a new worker, drop the settings module the master imported (to read
+    ``settings.HYBRID``), so the worker loads the project's code as it is on disk now:
+    that is what makes SIGHUP deploy new code."""
+    module = config.settings_module
+    if not module or "django.apps" in sys.modules and _apps_ready():
+        return  # runhybrid: Django was set up before the fork; nothing to refresh
+    package = module.split(".")[0]
+    for name in list(sys.modules):
+        if name == package or name.startswith(package + "."):
+            del sys.modules[name]
+    from django.conf import settings
+    from django.utils.functional import empty
+
+    settings._wrapped = empty  # the next access imports the settings module afresh
+
+
+def _apps_ready() -> bool:
+    from django.apps import apps
+
+    return bool(apps.ready)

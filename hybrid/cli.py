@@ -9,6 +9,8 @@ into the library. Every failure is one line on stderr and a non-zero exit:
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -41,6 +43,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser, *, django_builtins: boo
             dest=option.name,
             default=None,
             metavar=option.metavar,
+            action="append" if option.repeat else "store",
             help=f"{option.help} [env {option.env}]",
         )
 
@@ -79,7 +82,51 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(serve_parser)
     parser.set_defaults(command_parser=parser)
     serve_parser.set_defaults(command_parser=serve_parser)
+    for name, signum, what in (
+        ("reload", signal.SIGHUP, "replace the workers one port at a time (SIGHUP)"),
+        ("stop", signal.SIGTERM, "stop gracefully (SIGTERM)"),
+    ):
+        sub = commands.add_parser(name, help=f"tell a running master to {what}")
+        sub.add_argument(
+            "--pidfile",
+            required=True,
+            metavar="FILE",
+            help="the file given to `hybrid serve --pidfile`",
+        )
+        sub.set_defaults(command_parser=sub, signum=signum)
     return parser
+
+
+def signal_master(pidfile: str, signum: int, prog: str) -> int:
+    """Send ``signum`` to the master whose pid is in ``pidfile``."""
+    try:
+        with open(pidfile) as f:
+            text = f.read().strip()
+    except OSError as exc:
+        print(
+            f"{prog}: error: cannot read pidfile {pidfile!r} ({exc.strerror}): is "
+            f"`hybrid serve --pidfile {pidfile}` running?",
+            file=sys.stderr,
+        )
+        return 1
+    if not text.isdigit():
+        print(f"{prog}: error: pidfile {pidfile!r} does not hold a pid", file=sys.stderr)
+        return 1
+    try:
+        os.kill(int(text), signum)
+    except ProcessLookupError:
+        print(
+            f"{prog}: error: no process {text} (stale pidfile {pidfile!r}); "
+            "is hybrid serve running?",
+            file=sys.stderr,
+        )
+        return 1
+    except PermissionError:
+        print(
+            f"{prog}: error: not allowed to signal process {text}; run as its user", file=sys.stderr
+        )
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,5 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.command_parser.error("unrecognized arguments: " + " ".join(extra))
     if args.command == "serve":
         return run_serve({o.name: getattr(args, o.name) for o in OPTIONS}, "hybrid serve")
+    if args.command in ("reload", "stop"):
+        return signal_master(args.pidfile, args.signum, f"hybrid {args.command}")
     parser.print_help(sys.stderr)
     return 2

@@ -107,6 +107,10 @@ def _parse_positive_int(value: object) -> int:
     return number
 
 
+def _parse_nonnegative_int(value: object) -> int:
+    return 0 if str(value).strip() == "0" else _parse_positive_int(value)
+
+
 def _parse_bool(value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -125,6 +129,41 @@ def _parse_log_level(value: object) -> str:
     return text
 
 
+def _parse_port(value: object) -> int:
+    ports = parse_ports(value)
+    if len(ports) != 1:
+        raise ValueError("expected one port")
+    return ports[0]
+
+
+def _parse_optional_port(value: object) -> int | None:
+    return None if value is None or value == "" else _parse_port(value)
+
+
+def _parse_static(value: object) -> tuple[tuple[str, str], ...]:
+    """``/static/=/srv/site/static`` entries (a list, or one string separated by commas).
+
+    URLs are normalised to start and end with ``/``; directories are made absolute.
+    Whether they exist is checked where they are used (rendering the nginx config).
+    """
+    if isinstance(value, str):
+        items: list[object] = [part for part in value.split(",") if part.strip()]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ValueError("expected URL=DIR entries like /static/=/srv/mysite/static")
+    result: list[tuple[str, str]] = []
+    for item in items:
+        url, eq, directory = str(item).strip().partition("=")
+        if not eq or not url.strip() or not directory.strip():
+            raise ValueError(f"{item!r} is not URL=DIR, e.g. /static/=/srv/mysite/static")
+        url = "/" + url.strip().strip("/") + "/" if url.strip("/ ") else "/"
+        if any(c.isspace() or c in ";{}'\"" for c in url + directory):
+            raise ValueError(f"{item!r}: spaces, quotes, braces and ';' are not allowed")
+        result.append((url, os.path.abspath(directory.strip())))
+    return tuple(result)
+
+
 @dataclass(frozen=True)
 class Option:
     """One option: its ``Config`` field, its command-line flag and environment variable."""
@@ -138,6 +177,8 @@ class Option:
     django_builtin: bool = False
     #: False for options that make no sense inside ``settings.HYBRID`` (``settings`` itself).
     in_settings: bool = True
+    #: True for options given several times on the command line (``--static``).
+    repeat: bool = False
 
     @property
     def env(self) -> str:
@@ -194,11 +235,101 @@ OPTIONS: tuple[Option, ...] = (
         "BYTES",
     ),
     Option(
+        "timeout",
+        "--timeout",
+        _parse_positive_float,
+        "seconds a worker may go without a heartbeat from its IOLoop (a blocked loop) "
+        "or take to boot before the master kills and replaces it (default 30)",
+        "SECONDS",
+    ),
+    Option(
+        "max_requests",
+        "--max-requests",
+        _parse_nonnegative_int,
+        "replace a worker after this many requests (default 0: never)",
+        "N",
+    ),
+    Option(
+        "max_requests_jitter",
+        "--max-requests-jitter",
+        _parse_nonnegative_int,
+        "add 0..J random requests to --max-requests per worker, so they recycle apart",
+        "J",
+    ),
+    Option(
+        "max_rss",
+        "--max-rss",
+        _parse_nonnegative_int,
+        "replace a worker whose resident memory grows past this many MB (default 0: never)",
+        "MB",
+    ),
+    Option(
+        "max_commands",
+        "--max-commands",
+        _parse_positive_int,
+        "system commands (hybrid.run_command) a worker runs at once; more wait in line "
+        "(default 16)",
+        "N",
+    ),
+    Option(
+        "keepalive_timeout",
+        "--keepalive-timeout",
+        _parse_positive_float,
+        "seconds an idle connection, or one still sending its headers, is kept (default 75;"
+        " keep it above nginx's upstream keepalive_timeout)",
+        "SECONDS",
+    ),
+    Option(
+        "body_timeout",
+        "--body-timeout",
+        _parse_positive_float,
+        "seconds a client may take to send a request body (default 60)",
+        "SECONDS",
+    ),
+    Option(
+        "max_header_size",
+        "--max-header-size",
+        _parse_positive_int,
+        "largest request head (request line and headers) in bytes (default 65536)",
+        "BYTES",
+    ),
+    Option(
         "xheaders",
         "--xheaders",
         _parse_bool,
-        "trust X-Real-IP/X-Forwarded-For/X-Forwarded-Proto from the proxy in front (default true)",
+        "honour X-Real-IP/X-Forwarded-For/X-Forwarded-Proto, and only from loopback peers "
+        "such as the nginx in front (default true)",
         "BOOL",
+    ),
+    Option(
+        "nginx",
+        "--nginx",
+        _parse_optional_port,
+        "also run nginx on this port in front of the workers, supervised by the master",
+        "PORT",
+    ),
+    Option(
+        "server_name",
+        "--server-name",
+        _parse_str,
+        "nginx server_name (default _ : any host name)",
+        "NAMES",
+    ),
+    Option(
+        "static",
+        "--static",
+        _parse_static,
+        "let nginx serve URL from DIR, e.g. /static/=/srv/mysite/static (repeatable)",
+        "URL=DIR",
+        repeat=True,
+    ),
+    Option(
+        "pidfile",
+        "--pidfile",
+        _parse_optional_str,
+        "write the master's pid to this file (for `hybrid reload --pidfile`)",
+        "FILE",
+        in_settings=False,
     ),
     Option(
         "log_level",
@@ -222,7 +353,19 @@ class Config:
     pythonpath: str | None = None
     graceful_timeout: float = 30.0
     max_body_size: int = 10 * 1024 * 1024
+    timeout: float = 30.0
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    max_rss: int = 0
+    max_commands: int = 16
+    keepalive_timeout: float = 75.0
+    body_timeout: float = 60.0
+    max_header_size: int = 64 * 1024
     xheaders: bool = True
+    nginx: int | None = None
+    server_name: str = "_"
+    static: tuple[tuple[str, str], ...] = ()
+    pidfile: str | None = None
     log_level: str = "info"
     #: Where each value came from, for messages: ``{"ports": "--ports", ...}``.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)

@@ -5,9 +5,20 @@
     HybridError                  base of everything hybrid raises on purpose
     ├── ConfigError              bad option value (ports, host, timeouts...); `option`, `value`
     ├── AppLoadError             the Django project or HYBRID_ROUTES cannot be loaded; `target`
-    └── ServerError              the process model could not do its job
-        ├── BindError            a port could not be bound; `host`, `port`, `errno`
-        └── WorkerBootError      a worker failed while booting; `port`, `reason`
+    ├── ServerError              the process model could not do its job
+    │   ├── BindError            a port could not be bound; `host`, `port`, `errno`
+    │   └── WorkerBootError      a worker failed while booting; `port`, `reason`
+    └── CommandError             a system command could not be run as asked; `cmd`
+        ├── CommandNotFound      no such executable on PATH (also a FileNotFoundError)
+        ├── CommandNotAllowed    an AllowList refused the command or an argument;
+        │                        `name`, `argument`
+        ├── CommandBusy          no command slot within `queue_timeout`, or shutting down
+        └── CommandFailed        check=True and it exited non-zero; `result`,
+            │                    `returncode`, `stdout`, `stderr`
+            └── CommandTimeout   check=True and it ran past its timeout; `timeout`
+                                 (also a TimeoutError)
+
+(The ``Command*`` errors live in :mod:`hybrid.process.errors`.)
 
 Every message says what went wrong and how to fix it, in one line, because the CLI prints
 ``str(exc)`` as its single line of output on stderr.

@@ -8,10 +8,14 @@ they do not match goes to the project's own Django URLconf through
 from __future__ import annotations
 
 import importlib
+import ipaddress
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import tornado.web
 from tornado import httputil
+from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
 
 from hybrid.bridge.fallback import DjangoFallbackHandler
 from hybrid.config import Config
@@ -67,19 +71,45 @@ def load_routes(path: str) -> list[Any]:
 
 
 class HybridApplication(tornado.web.Application):
-    """A Tornado ``Application`` that knows how many requests are in flight.
+    """A Tornado ``Application`` that knows its connections and requests in flight.
 
-    The worker uses :attr:`inflight` to drain before it stops.
+    The worker uses it to drain before it stops (:meth:`start_draining`, :attr:`inflight`),
+    to count requests for ``--max-requests`` (:attr:`served`, :attr:`on_request_done`), and
+    to honour ``X-Real-IP``/``X-Forwarded-*`` only from loopback peers (setting
+    ``hybrid_xheaders``), which is where the nginx in front connects from. Tornado's own
+    ``xheaders`` would trust any peer.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.inflight = 0
+        self.served = 0
+        self.draining = False
+        self.on_request_done: Callable[[], None] | None = None
+        self._connections: weakref.WeakSet[HTTP1ServerConnection] = weakref.WeakSet()
+        self._busy: dict[httputil.HTTPConnection, HTTP1ServerConnection] = {}
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
-        return _TrackedRequest(self, super().start_request(server_conn, request_conn), request_conn)
+        if isinstance(server_conn, HTTP1ServerConnection):
+            self._connections.add(server_conn)
+        delegate = super().start_request(server_conn, request_conn)
+        return _TrackedRequest(self, delegate, request_conn, server_conn)
+
+    def start_draining(self) -> None:
+        """Close idle keep-alive connections now and every busy one after its response.
+
+        Closing idle connections at once, rather than after the drain, gives the proxy in
+        front time to see them close before it would reuse one for a new request.
+        """
+        self.draining = True
+        busy = set(self._busy.values())
+        for conn in list(self._connections):
+            if conn not in busy and not conn.stream.closed():
+                conn.stream.close()
+        for request_conn in self._busy:
+            _close_after_response(request_conn)
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         """One ``hybrid.access`` line per request: method, path, status, duration, port."""
@@ -97,19 +127,40 @@ class HybridApplication(tornado.web.Application):
         )
 
 
+def _close_after_response(request_conn: httputil.HTTPConnection) -> None:
+    # Tornado adds "Connection: close" and closes after the response when this is set;
+    # there is no public switch for it.
+    if isinstance(request_conn, HTTP1Connection):
+        request_conn._disconnect_on_finish = True
+
+
+def _is_loopback(context: object) -> bool:
+    address = getattr(context, "address", None)
+    if not isinstance(address, tuple) or not address:
+        return False
+    try:
+        return ipaddress.ip_address(address[0]).is_loopback
+    except ValueError:
+        return False
+
+
 class _TrackedRequest(httputil.HTTPMessageDelegate):
-    """Counts a request as in flight from its headers until its response is finished."""
+    """Counts a request as in flight from its headers until its response is finished,
+    and applies proxy headers for loopback peers."""
 
     def __init__(
         self,
         app: HybridApplication,
         inner: httputil.HTTPMessageDelegate,
         request_conn: httputil.HTTPConnection,
+        server_conn: object,
     ) -> None:
         self._app = app
         self._inner = inner
         self._conn = request_conn
+        self._server_conn = server_conn
         self._active = False
+        self._xheaders_applied = False
 
     def headers_received(
         self,
@@ -118,13 +169,21 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
     ) -> Any:
         self._active = True
         self._app.inflight += 1
+        if isinstance(self._server_conn, HTTP1ServerConnection):
+            self._app._busy[self._conn] = self._server_conn
+        if self._app.draining:
+            _close_after_response(self._conn)
+        context = getattr(self._conn, "context", None)
+        if self._app.settings.get("hybrid_xheaders") and _is_loopback(context):
+            context._apply_xheaders(headers)  # type: ignore[union-attr]
+            self._xheaders_applied = True
         finish = self._conn.finish
 
         def finish_and_count() -> None:
             try:
                 finish()
             finally:
-                self._done()
+                self._done(completed=True)
 
         self._conn.finish = finish_and_count  # type: ignore[method-assign]
         return self._inner.headers_received(start_line, headers)
@@ -134,15 +193,29 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
 
     def finish(self) -> None:
         self._inner.finish()
+        self._unapply_xheaders()
 
     def on_connection_close(self) -> None:
-        self._done()
+        self._done(completed=False)
         self._inner.on_connection_close()
+        self._unapply_xheaders()
 
-    def _done(self) -> None:
+    def _unapply_xheaders(self) -> None:
+        # The request object has copied remote_ip and protocol by now; the next request
+        # on this connection must start from the real peer again (as tornado does).
+        if self._xheaders_applied:
+            self._xheaders_applied = False
+            self._conn.context._unapply_xheaders()  # type: ignore[attr-defined]
+
+    def _done(self, *, completed: bool) -> None:
         if self._active:
             self._active = False
             self._app.inflight -= 1
+            self._app._busy.pop(self._conn, None)
+            if completed:
+                self._app.served += 1
+                if self._app.on_request_done is not None:
+                    self._app.on_request_done()
 
 
 def make_app(config: Config, port: int) -> HybridApplication:
@@ -166,7 +239,9 @@ def make_app(config: Config, port: int) -> HybridApplication:
     routes = load_routes(routes_path) if routes_path is not None else []
     fallback = (r".*", DjangoFallbackHandler, {"asgi_app": asgi_app, "server": (config.host, port)})
     try:
-        return HybridApplication([*routes, fallback], hybrid_port=port)
+        return HybridApplication(
+            [*routes, fallback], hybrid_port=port, hybrid_xheaders=config.xheaders
+        )
     except Exception as exc:
         raise AppLoadError(
             f"HYBRID_ROUTES = {routes_path!r} holds an invalid URL spec: {describe_exception(exc)}",

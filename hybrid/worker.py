@@ -1,9 +1,16 @@
 """One worker: one port, one IOLoop, one Django project. Runs only in a forked child.
 
 The worker tells its master how it is doing over a pipe, one line per message:
-``ready`` once it serves, ``boot-error <reason>`` when the project cannot load (and then
-exits with :data:`BOOT_ERROR_EXIT`). It stops on SIGTERM (or SIGQUIT): stop accepting,
-let in-flight requests finish up to ``graceful_timeout``, close the rest, exit 0. It ignores
+
+=====================  ==============================================================
+``ready``              it serves; sent once, after the project loaded
+``boot-error REASON``  the project cannot load (then it exits with BOOT_ERROR_EXIT)
+``hb``                 a heartbeat, sent from the IOLoop: silence means a blocked loop
+``recycle REASON``     it wants to be replaced (``--max-requests`` reached)
+=====================  ==============================================================
+
+It stops on SIGTERM (or SIGQUIT): stop accepting, close idle keep-alive connections, let
+in-flight requests finish up to ``graceful_timeout``, close the rest, exit 0. It ignores
 SIGINT, because a Ctrl-C in a terminal reaches the whole process group and the master
 decides, and it stops by itself if the master goes away.
 """
@@ -12,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import select
 import signal
 import socket
 import time
+from collections.abc import Callable
 
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
@@ -23,15 +32,21 @@ from tornado.ioloop import PeriodicCallback
 from hybrid.config import Config
 from hybrid.errors import HybridError, describe_exception
 from hybrid.log import gen_log
-from hybrid.web import make_app
+from hybrid.process import set_max_concurrent, terminate_all
+from hybrid.web import HybridApplication, make_app
 
-__all__ = ["BOOT_ERROR_EXIT", "Worker"]
+__all__ = ["BOOT_ERROR_EXIT", "Worker", "heartbeat_interval"]
 
 #: Exit status of a worker whose project failed to load (gunicorn uses 3 as well).
 BOOT_ERROR_EXIT = 3
 
 #: How often a worker checks that its master is still alive.
 PARENT_CHECK_INTERVAL = 1.0
+
+
+def heartbeat_interval(timeout: float) -> float:
+    """Seconds between heartbeats: several per ``timeout``, at most one a second."""
+    return max(0.05, min(1.0, timeout / 5))
 
 
 class Worker:
@@ -50,15 +65,20 @@ class Worker:
         self.sockets = sockets
         self.notify_fd = notify_fd
         self.master_pid = master_pid
+        self.max_requests = 0
+        if config.max_requests:
+            self.max_requests = config.max_requests + random.randint(0, config.max_requests_jitter)
+        self._recycle_asked = False
 
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        os.set_blocking(self.notify_fd, False)  # a busy master must never block us
         return asyncio.run(self._main())
 
     def notify(self, message: str) -> None:
-        """Send one line to the master; never raises (the master may be gone)."""
+        """Send one line to the master; never raises nor blocks (the master may be gone)."""
         data = (message.replace("\n", " ") + "\n").encode("utf-8", "replace")
         try:
             os.write(self.notify_fd, data[: select.PIPE_BUF])
@@ -76,10 +96,14 @@ class Worker:
             return BOOT_ERROR_EXIT
         server = HTTPServer(
             app,
-            xheaders=self.config.xheaders,
             max_body_size=self.config.max_body_size,
+            max_header_size=self.config.max_header_size,
+            idle_connection_timeout=self.config.keepalive_timeout,
+            body_timeout=self.config.body_timeout,
         )
         server.add_sockets(self.sockets)
+        set_max_concurrent(self.config.max_commands)
+        app.on_request_done = self._check_max_requests(app)
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGQUIT):
@@ -90,28 +114,47 @@ class Worker:
                 gen_log.warning("master %d is gone; worker %d stops", self.master_pid, os.getpid())
                 stopping.set()
 
-        parent_check = PeriodicCallback(check_parent, PARENT_CHECK_INTERVAL * 1000)
-        parent_check.start()
+        periodic = [
+            PeriodicCallback(check_parent, PARENT_CHECK_INTERVAL * 1000),
+            PeriodicCallback(
+                lambda: self.notify("hb"), heartbeat_interval(self.config.timeout) * 1000
+            ),
+        ]
+        for callback in periodic:
+            callback.start()
         self.notify("ready")
         await stopping.wait()
-        parent_check.stop()
+        for callback in periodic:
+            callback.stop()
         await self._drain(server, app)
         return 0
 
-    async def _drain(self, server: HTTPServer, app: object) -> None:
+    def _check_max_requests(self, app: HybridApplication) -> Callable[[], None]:
+        def check() -> None:
+            if self.max_requests and app.served >= self.max_requests and not self._recycle_asked:
+                self._recycle_asked = True
+                self.notify(f"recycle served {app.served} requests (--max-requests)")
+
+        return check
+
+    async def _drain(self, server: HTTPServer, app: HybridApplication) -> None:
         """Stop accepting, wait for in-flight requests up to the graceful timeout, close."""
         server.stop()
+        app.start_draining()
         deadline = time.monotonic() + self.config.graceful_timeout
-        while getattr(app, "inflight", 0) > 0 and time.monotonic() < deadline:
+        while app.inflight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        left = getattr(app, "inflight", 0)
-        if left:
+        if app.inflight:
             gen_log.warning(
                 "worker %d on port %d: %d request(s) still running after the graceful "
                 "timeout of %.0fs; closing them",
                 os.getpid(),
                 self.port,
-                left,
+                app.inflight,
                 self.config.graceful_timeout,
             )
+        # Commands still running belong to requests about to be cut off, or to
+        # fire-and-forget Subprocess callbacks: give them what is left of the graceful
+        # timeout, then kill their process groups, so no child outlives the worker.
+        await terminate_all(timeout=max(0.0, deadline - time.monotonic()), kill_grace=1.0)
         await server.close_all_connections()

@@ -15,8 +15,9 @@ import pytest
 from conftest import HybridProcess, hybrid_env, wait_session_empty
 
 from hybrid import Config
-from hybrid.arbiter import bind_ports, describe_exit
 from hybrid.errors import BindError
+from hybrid.procutil import describe_exit
+from hybrid.sockets import bind_ports
 
 Serve = Callable[..., HybridProcess]
 

@@ -1,12 +1,20 @@
 import asyncio
 import os
+import subprocess
+import time
 
 from tornado.web import RequestHandler
+
+#: Memory held on purpose by GrowHandler (the --max-rss tests).
+_ballast: list[bytes] = []
 
 
 class PidHandler(RequestHandler):
     async def get(self) -> None:
         self.write({"pid": os.getpid(), "port": self.application.settings["hybrid_port"]})
+
+    async def post(self) -> None:
+        self.write({"pid": os.getpid(), "got": len(self.request.body)})
 
 
 class SleepHandler(RequestHandler):
@@ -15,7 +23,32 @@ class SleepHandler(RequestHandler):
         self.write({"slept": True, "pid": os.getpid()})
 
 
+class BlockHandler(RequestHandler):
+    """Blocks the whole IOLoop: what the heartbeat must catch."""
+
+    def get(self) -> None:
+        time.sleep(float(self.get_argument("s", "60")))
+        self.write({"blocked": True})
+
+
+class SpawnHandler(RequestHandler):
+    """Starts a long `sleep` in a session of its own, as a command runner would."""
+
+    def get(self) -> None:
+        proc = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        self.write({"pid": proc.pid, "worker": os.getpid()})
+
+
+class GrowHandler(RequestHandler):
+    def get(self) -> None:
+        _ballast.append(os.urandom(int(self.get_argument("mb", "50")) * 1024 * 1024))
+        self.write({"pid": os.getpid()})
+
+
 routes = [
     (r"/hybrid/pid", PidHandler),
     (r"/hybrid/sleep", SleepHandler),
+    (r"/hybrid/block", BlockHandler),
+    (r"/hybrid/spawn", SpawnHandler),
+    (r"/hybrid/grow", GrowHandler),
 ]

@@ -1,0 +1,78 @@
+"""Small Linux process helpers for the master: exit descriptions, memory, orphans."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+
+__all__ = [
+    "become_subreaper",
+    "children_of",
+    "describe_exit",
+    "kill_quietly",
+    "rss_mb",
+]
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def describe_exit(status: int) -> str:
+    """``'exited with status 1'`` or ``'was killed by SIGKILL'`` for a ``waitpid`` status."""
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        return f"was killed by {name}"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"
+
+
+def kill_quietly(pid: int, signum: int) -> None:
+    """``os.kill`` that ignores a process that is already gone."""
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants (a command a dead worker started) our children, so the
+    master can reap and kill them. Linux only; returns False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def children_of(pid: int) -> list[int]:
+    """Live (non-zombie) processes whose parent is ``pid``, read from /proc."""
+    children = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            children.append(int(entry))
+    return children
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of ``pid`` in MiB, or None when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            resident_pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)

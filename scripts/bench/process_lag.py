@@ -1,0 +1,52 @@
+"""IOLoop lag while N commands run (issue 6): target p99 < 10 ms with 200 in flight.
+
+    python scripts/bench/process_lag.py --commands 200 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+from hybrid.process import run_command, set_max_concurrent
+
+
+async def one_round(n: int, duration: float) -> list[float]:
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def probe() -> None:
+        while not stop.is_set():
+            before = time.monotonic()
+            await asyncio.sleep(0.005)
+            lags.append(time.monotonic() - before - 0.005)
+
+    probing = asyncio.ensure_future(probe())
+    await asyncio.gather(*(run_command(["sleep", str(duration)], timeout=30) for _ in range(n)))
+    stop.set()
+    await probing
+    return sorted(lags)
+
+
+def quantile(values: list[float], fraction: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * fraction))] * 1000
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--commands", type=int, default=200)
+    parser.add_argument("--duration", type=float, default=0.5)
+    parser.add_argument("--rounds", type=int, default=3)
+    options = parser.parse_args()
+    set_max_concurrent(options.commands)
+    for n in range(options.rounds):
+        lags = await one_round(options.commands, options.duration)
+        print(
+            f"round {n}: {options.commands} commands, loop lag p50 {quantile(lags, 0.5):.1f} ms,"
+            f" p99 {quantile(lags, 0.99):.1f} ms, max {lags[-1] * 1000:.1f} ms"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

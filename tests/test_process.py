@@ -1,0 +1,599 @@
+"""hybrid.process: run_command, the seed's Subprocess, and every safety bullet of issue 6.
+
+Every test here spawns real processes. Each checks afterwards (autouse fixture) that no
+command is left in the registry and that nobody installed a SIGCHLD handler: with many
+pytest-tornado loops in one session, that is the "no global surprises" proof.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tornado.ioloop import IOLoop
+
+import hybrid.process
+from hybrid.errors import HybridError
+from hybrid.process import (
+    CommandBusy,
+    CommandError,
+    CommandFailed,
+    CommandNotFound,
+    CommandResult,
+    CommandTimeout,
+    Limits,
+    Subprocess,
+    get_max_concurrent,
+    run_command,
+    running_commands,
+    set_max_concurrent,
+    terminate_all,
+)
+
+PY = sys.executable
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _proc_stats() -> list[tuple[int, str, int, int]]:
+    """(pid, state, ppid, pgrp) of every process /proc shows."""
+    stats = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        stats.append((int(entry), fields[0].decode(), int(fields[1]), int(fields[2])))
+    return stats
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group ``pgid``."""
+    return [pid for pid, state, _, pgrp in _proc_stats() if pgrp == pgid and state != "Z"]
+
+
+def my_zombies() -> list[int]:
+    """Children of this test process that exited and were never reaped."""
+    me = os.getpid()
+    return [pid for pid, state, ppid, _ in _proc_stats() if ppid == me and state == "Z"]
+
+
+def alive(pid: int) -> bool:
+    return any(p == pid and state != "Z" for p, state, _, _ in _proc_stats())
+
+
+async def wait_until(predicate: Any, timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return bool(predicate())
+
+
+@pytest.fixture(autouse=True)
+def no_global_surprises() -> Iterator[None]:
+    """Around every test: SIGCHLD untouched, no command left running, limit restored."""
+    before = signal.getsignal(signal.SIGCHLD)
+    limit = get_max_concurrent()
+    yield
+    set_max_concurrent(limit)
+    assert signal.getsignal(signal.SIGCHLD) == before
+    assert running_commands() == []
+
+
+# --- the seed's four cases, against both APIs ----------------------------------------
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_seed_timeout_case_run_command() -> None:
+    result = await run_command(["sleep", "5"], timeout=0.5)
+    assert result.timed_out
+    assert result.returncode != 0
+
+
+@pytest.mark.gen_test
+async def test_seed_ok_case_run_command() -> None:
+    result = await run_command(["sleep", "0.2"], timeout=3)
+    assert result.returncode == 0
+    assert not result.timed_out
+    assert result.ok
+
+
+@pytest.mark.gen_test
+async def test_seed_unknown_executable_raises_run_command() -> None:
+    with pytest.raises(CommandNotFound) as info:
+        await run_command(["sleepdsdasdas", "1"], timeout=3)
+    assert isinstance(info.value, FileNotFoundError)  # as with subprocess.run
+    assert isinstance(info.value, HybridError)
+    assert info.value.cmd == ("sleepdsdasdas", "1")
+    assert "install it" in str(info.value)
+
+
+@pytest.mark.gen_test
+async def test_seed_error_case_run_command() -> None:
+    result = await run_command(["cat", "/etc/sdfsdfsdfsdfsdfsdfsdf"], timeout=3)
+    assert result.returncode != 0
+    assert not result.timed_out
+    assert b"No such file" in result.stderr
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_seed_four_cases_subprocess() -> None:
+    """The seed's ``__main__`` block, with shorter sleeps."""
+    loop = asyncio.get_running_loop()
+    results: dict[str, asyncio.Future[tuple[Any, ...]]] = {
+        name: loop.create_future() for name in ("timeout", "ok", "error")
+    }
+
+    def recorder(name: str) -> Any:
+        def callback(status: int, stdout: Any, stderr: Any, has_timed_out: bool) -> None:
+            results[name].set_result((status, stdout, stderr, has_timed_out))
+
+        return callback
+
+    t1 = Subprocess(recorder("timeout"), timeout=0.5, args=["sleep", "5"])
+    t2 = Subprocess(recorder("ok"), timeout=3, args=["sleep", "0.2"])
+    t3 = Subprocess(recorder("never"), timeout=3, args=["sleepdsdasdas", "1"])
+    t4 = Subprocess(recorder("error"), timeout=3, args=["cat", "/etc/sdfsdfsdfsdfsdfsdfsdf"])
+    t1.start()
+    t2.start()
+    with pytest.raises(CommandNotFound):
+        t3.start()
+    t4.start()
+    status, _, _, timed_out = await results["timeout"]
+    assert status != 0 and timed_out
+    status, _, _, timed_out = await results["ok"]
+    assert status == 0 and not timed_out
+    status, _, stderr, timed_out = await results["error"]
+    assert status != 0 and not timed_out and b"No such file" in stderr
+    assert t1.has_timed_out and t2.status == 0 and t4.stderr == stderr
+
+
+@pytest.mark.gen_test
+async def test_subprocess_start_twice_raises() -> None:
+    done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = Subprocess(lambda status, *_: done.set_result(status), args=["true"])
+    task.start()
+    with pytest.raises(RuntimeError, match="twice"):
+        task.start()
+    assert await done == 0
+
+
+@pytest.mark.gen_test
+async def test_subprocess_callback_once_with_output_and_no_limit_by_default() -> None:
+    calls: list[tuple[Any, ...]] = []
+    done = asyncio.Event()
+
+    def callback(*args: Any) -> None:
+        calls.append(args)
+        done.set()
+
+    task = Subprocess(callback, args=["sh", "-c", "echo out; echo err >&2"], text=True)
+    assert task.timeout < 0  # the seed's default: no limit
+    task.start()
+    await done.wait()
+    await asyncio.sleep(0.1)
+    assert calls == [(0, "out\n", "err\n", False)]
+
+
+@pytest.mark.gen_test
+async def test_subprocess_cancel_kills_group_and_calls_back() -> None:
+    done: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
+    task = Subprocess(
+        lambda s, o, e, t: done.set_result((s, t)), timeout=30, args=["sleep", "30"], kill_grace=0.5
+    )
+    task.start()
+    await wait_until(lambda: running_commands() != [])
+    pid = running_commands()[0][0]
+    task.cancel()
+    status, timed_out = await done
+    assert status == -signal.SIGTERM and not timed_out
+    assert group_members(pid) == []
+
+
+def test_subprocess_started_before_the_ioloop_runs(io_loop: IOLoop) -> None:
+    """The seed's script shape: start() on the current IOLoop first, then IOLoop.start()."""
+    got: list[tuple[Any, ...]] = []
+
+    def done(*args: Any) -> None:
+        got.append(args)
+        io_loop.stop()
+
+    Subprocess(done, timeout=3, args=["echo", "hi"]).start()
+    io_loop.start()
+    assert got == [(0, b"hi\n", b"", False)]
+
+
+def test_subprocess_refuses_popen_options() -> None:
+    with pytest.raises(TypeError, match="stdout"):
+        Subprocess(print, args=["true"], stdout=None)
+
+
+# --- API details ----------------------------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_text_bytes_encoding_input_and_cwd(tmp_path: Path) -> None:
+    raw = await run_command(["cat"], timeout=5, input=b"\xff\x00bin")
+    assert raw.stdout == b"\xff\x00bin"
+    text = await run_command(["cat"], timeout=5, input="héllo\r\nx", text=True)
+    assert text.stdout == "héllo\nx"  # universal newlines, as subprocess text mode
+    latin = await run_command(["cat"], timeout=5, input="é", encoding="latin-1")
+    assert latin.stdout == "é"
+    (tmp_path / "here.txt").write_text("x")
+    listing = await run_command(["ls"], timeout=5, cwd=tmp_path, text=True)
+    assert listing.stdout == "here.txt\n"
+    assert isinstance(listing, CommandResult) and listing.pid > 0 and listing.duration >= 0
+    with pytest.raises(TypeError, match="text=True"):
+        await run_command(["cat"], timeout=5, input="str in bytes mode")
+
+
+@pytest.mark.gen_test
+async def test_input_larger_than_pipe_buffer_and_early_close() -> None:
+    big = b"x" * (1 << 20)
+    result = await run_command(["wc", "-c"], timeout=5, input=big)
+    assert result.stdout.strip() == b"1048576"
+    early = await run_command(["true"], timeout=5, input=big)  # EPIPE is not an error
+    assert early.returncode == 0
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_check_raises_errors_that_carry_the_result() -> None:
+    with pytest.raises(CommandFailed) as failed:
+        await run_command(["sh", "-c", "echo oops >&2; exit 3"], timeout=5, check=True)
+    assert failed.value.returncode == 3
+    assert failed.value.stderr == b"oops\n"
+    assert failed.value.result.returncode == 3
+    assert failed.value.cmd == ("sh", "-c", "echo oops >&2; exit 3")
+    with pytest.raises(CommandTimeout) as timed_out:
+        await run_command(["sleep", "5"], timeout=0.3, check=True)
+    assert isinstance(timed_out.value, TimeoutError)
+    assert timed_out.value.result.timed_out
+    ok = await run_command(["true"], timeout=5, check=True)
+    assert ok.returncode == 0
+
+
+@pytest.mark.gen_test
+async def test_bad_arguments_name_the_fix() -> None:
+    with pytest.raises(TypeError, match="shell=True"):
+        await run_command("ls -l", timeout=5)
+    with pytest.raises(TypeError, match="drop shell=True"):
+        await run_command(["ls"], timeout=5, shell=True)
+    with pytest.raises(ValueError, match="timeout"):
+        await run_command(["true"], timeout=0)
+    with pytest.raises(ValueError, match="empty"):
+        await run_command([], timeout=1)
+    with pytest.raises(CommandError, match="cwd"):
+        await run_command(["true"], timeout=1, cwd="/nonexistent-dir-xyz")
+    with pytest.raises(TypeError, match=r"run_command\(\) missing"):
+        await run_command(["true"])  # type: ignore[call-overload]
+
+
+# --- safety: argv only -----------------------------------------------------------------
+
+METACHAR_ARGS = ["; touch {c}", "$(touch {c})", "`touch {c}`", "x\ntouch {c}", "| touch {c}"]
+
+
+@pytest.mark.gen_test
+async def test_shell_metacharacters_stay_literal(tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    args = [a.format(c=canary) for a in METACHAR_ARGS]
+    result = await run_command(["printf", "%s\\n", *args], timeout=5, text=True)
+    assert result.stdout == "".join(a + "\n" for a in args)
+    done = asyncio.Event()
+    Subprocess(lambda *_: done.set(), timeout=5, args=["echo", *args]).start()
+    await done.wait()
+    assert not canary.exists()
+
+
+@pytest.mark.gen_test
+async def test_shell_only_when_asked_by_name(tmp_path: Path) -> None:
+    result = await run_command("echo a | tr a b", timeout=5, shell=True)
+    assert result.stdout == b"b\n"
+    assert result.args == ("/bin/sh", "-c", "echo a | tr a b")
+
+
+# --- safety: process group, TERM then KILL, reaping -----------------------------------
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_timeout_kills_whole_group_within_two_seconds() -> None:
+    started = time.monotonic()
+    result = await run_command(["sh", "-c", "sleep 30 & sleep 30"], timeout=1)
+    elapsed = time.monotonic() - started
+    assert result.timed_out
+    assert elapsed < 2.0
+    assert group_members(result.pid) == []
+    assert my_zombies() == []
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_term_ignoring_child_is_killed_after_grace(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="hybrid.general")
+    started = time.monotonic()
+    result = await run_command(
+        ["sh", "-c", "trap '' TERM; sleep 30 & sleep 30"], timeout=0.5, kill_grace=0.5
+    )
+    elapsed = time.monotonic() - started
+    assert result.timed_out
+    assert result.returncode == -signal.SIGKILL
+    assert 0.9 < elapsed < 2.5
+    assert group_members(result.pid) == []
+    assert "ignored SIGTERM" in caplog.text
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_background_leftovers_are_killed_when_the_command_exits() -> None:
+    """``cmd &`` holding stdout must neither hang the call nor survive it (CPython 119710)."""
+    started = time.monotonic()
+    result = await run_command(["sh", "-c", "sleep 30 & echo $!"], timeout=10, text=True)
+    assert time.monotonic() - started < 2.0
+    assert result.returncode == 0 and not result.timed_out
+    assert await wait_until(lambda: not alive(int(result.stdout)))
+    assert group_members(result.pid) == []
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_cancelling_the_caller_kills_the_command() -> None:
+    task = asyncio.ensure_future(run_command(["sh", "-c", "sleep 30 & sleep 30"], timeout=30))
+    assert await wait_until(lambda: running_commands() != [])
+    pid = running_commands()[0][0]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await wait_until(lambda: group_members(pid) == [] and running_commands() == [])
+
+
+# --- safety: output caps ----------------------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_yes_on_both_pipes_is_capped_without_deadlock() -> None:
+    started = time.monotonic()
+    result = await run_command(["sh", "-c", "yes out & yes err >&2"], timeout=1, max_output=100_000)
+    assert time.monotonic() - started < 3.0
+    assert result.timed_out
+    assert len(result.stdout) == len(result.stderr) == 100_000
+    assert result.stdout_truncated and result.stderr_truncated
+    assert result.stdout.startswith(b"out\nout\n") and result.stderr.startswith(b"err\n")
+
+
+@pytest.mark.gen_test
+async def test_output_under_the_cap_is_complete_and_not_flagged() -> None:
+    result = await run_command(["head", "-c", "300000", "/dev/zero"], timeout=5)
+    assert len(result.stdout) == 300_000
+    assert not result.stdout_truncated and not result.stderr_truncated
+    capped = await run_command(["head", "-c", "300000", "/dev/zero"], timeout=5, max_output=10)
+    assert capped.returncode == 0 and capped.stdout == b"\0" * 10 and capped.stdout_truncated
+
+
+# --- safety: environment ---------------------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_environment_is_scrubbed_unless_passed(monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = {
+        "SECRET_KEY": "s3cret",
+        "DJANGO_SETTINGS_MODULE": "shop.settings",
+        "HYBRID_PORTS": "8001",
+        "DB_PASSWORD": "hunter2",
+        "DATABASE_URL": "mysql://u:p@h/d",
+        "AWS_SECRET_ACCESS_KEY": "aws",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LC_ALL", "C")
+    result = await run_command(["env"], timeout=5, text=True)
+    child = dict(line.split("=", 1) for line in result.stdout.splitlines())
+    assert not set(secrets) & set(child)
+    assert "s3cret" not in result.stdout and "hunter2" not in result.stdout
+    assert child["PATH"] and child["LC_ALL"] == "C"
+    explicit = await run_command(["env"], timeout=5, text=True, env={"SECRET_KEY": "given"})
+    assert "SECRET_KEY=given\n" in explicit.stdout
+    assert "PATH=" in explicit.stdout  # env= adds to the safe base
+
+
+# --- safety: resource limits and user ---------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_cpu_loop_is_stopped_by_cpu_seconds() -> None:
+    result = await run_command(
+        ["sh", "-c", "while :; do :; done"], timeout=8, limits=Limits(cpu_seconds=1)
+    )
+    assert not result.timed_out
+    assert result.returncode in (-signal.SIGXCPU, -signal.SIGKILL)
+    assert result.duration < 5
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_malloc_bomb_is_stopped_by_address_space() -> None:
+    bomb = "x = []\nwhile True: x.append(bytearray(16 << 20))"
+    result = await run_command([PY, "-c", bomb], timeout=8, limits=Limits(address_space=512 << 20))
+    assert not result.timed_out
+    assert result.returncode != 0
+    assert b"MemoryError" in result.stderr
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_fd_bomb_is_stopped_by_open_files() -> None:
+    bomb = "import os\nfds = [os.open('/dev/null', os.O_RDONLY) for _ in range(100000)]"
+    result = await run_command([PY, "-c", bomb], timeout=8, limits=Limits(open_files=64))
+    assert result.returncode != 0
+    assert b"Too many open files" in result.stderr
+    shown = await run_command(["sh", "-c", "ulimit -n"], timeout=5, limits=Limits(open_files=64))
+    assert shown.stdout == b"64\n"
+
+
+@pytest.mark.gen_test
+async def test_limits_wrapper_keeps_pid_status_and_not_found() -> None:
+    result = await run_command(
+        ["sh", "-c", "echo $$; exit 7"], timeout=5, limits=Limits(cpu_seconds=5), text=True
+    )
+    assert result.returncode == 7
+    assert int(result.stdout) == result.pid  # the wrapper exec'd into the command
+    with pytest.raises(CommandNotFound):
+        await run_command(["no-such-cmd-xyz"], timeout=5, limits=Limits(open_files=10))
+    with pytest.raises(ValueError, match="cpu_seconds"):
+        Limits(cpu_seconds=-1)
+
+
+@pytest.mark.gen_test
+async def test_run_as_another_user() -> None:
+    if os.geteuid() == 0:
+        result = await run_command(["id", "-u"], timeout=5, user=65534, group=65534)
+        assert result.stdout == b"65534\n"
+    else:  # an unprivileged worker can only run commands as itself
+        result = await run_command(["id", "-u"], timeout=5, user=os.getuid())
+        assert result.stdout == f"{os.getuid()}\n".encode()
+
+
+# --- safety: per-worker concurrency -----------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_fifty_runs_with_limit_four_never_exceed_four(tmp_path: Path) -> None:
+    set_max_concurrent(4)
+    script = 'touch "$1/$$"; ls "$1" | wc -l; sleep 0.05; rm "$1/$$"'
+    results = await asyncio.gather(
+        *(run_command(["sh", "-c", script, "sh", str(tmp_path)], timeout=10) for _ in range(50))
+    )
+    seen = [int(r.stdout) for r in results]
+    assert all(r.returncode == 0 for r in results)
+    assert max(seen) <= 4
+    assert max(seen) >= 2  # they did run in parallel, up to the limit
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_queue_timeout_raises_busy() -> None:
+    set_max_concurrent(1)
+    first = asyncio.ensure_future(run_command(["sleep", "0.5"], timeout=5))
+    await asyncio.sleep(0.05)
+    with pytest.raises(CommandBusy, match="set_max_concurrent"):
+        await run_command(["true"], timeout=5, queue_timeout=0.1)
+    queued = await run_command(["true"], timeout=5)  # without queue_timeout it waits
+    assert queued.returncode == 0
+    assert (await first).returncode == 0
+    with pytest.raises(ValueError):
+        set_max_concurrent(0)
+
+
+# --- safety: 1,000 runs ---------------------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_thousand_runs_leave_no_zombie_and_no_fd() -> None:
+    await asyncio.gather(*(run_command(["true"], timeout=5) for _ in range(20)))
+    fds_before = len(os.listdir("/proc/self/fd"))
+    for _ in range(10):
+        results = await asyncio.gather(*(run_command(["true"], timeout=5) for _ in range(100)))
+        assert all(r.returncode == 0 for r in results)
+    assert my_zombies() == []
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+# --- loop health ------------------------------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_loop_stays_responsive_while_200_commands_run() -> None:
+    """A loose bound for CI; ``scripts/bench/`` measures the 10 ms p99 target."""
+    set_max_concurrent(200)
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def probe() -> None:
+        while not stop.is_set():
+            before = time.monotonic()
+            await asyncio.sleep(0.005)
+            lags.append(time.monotonic() - before - 0.005)
+
+    probing = asyncio.ensure_future(probe())
+    results = await asyncio.gather(*(run_command(["sleep", "0.5"], timeout=10) for _ in range(200)))
+    stop.set()
+    await probing
+    assert all(r.returncode == 0 for r in results)
+    lags.sort()
+    p99 = lags[int(len(lags) * 0.99)]
+    assert p99 < 0.1, f"loop lag p99 {p99 * 1000:.0f} ms"
+
+
+# --- shutdown ---------------------------------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_terminate_all_waits_then_kills_and_closes_the_gate() -> None:
+    quick = asyncio.ensure_future(run_command(["sleep", "0.2"], timeout=10))
+    slow = [asyncio.ensure_future(run_command(["sleep", "30"], timeout=30)) for _ in range(2)]
+    stubborn = asyncio.ensure_future(
+        run_command(["sh", "-c", "trap '' TERM; sleep 30"], timeout=30)
+    )
+    assert await wait_until(lambda: len(running_commands()) == 4)
+    started = time.monotonic()
+    killed = await terminate_all(timeout=0.5, kill_grace=0.3)
+    assert killed == 3
+    assert time.monotonic() - started < 2.5
+    assert (await quick).returncode == 0
+    assert [(await t).returncode for t in slow] == [-signal.SIGTERM] * 2
+    assert (await stubborn).returncode == -signal.SIGKILL
+    with pytest.raises(CommandBusy, match="shutting down"):
+        await run_command(["true"], timeout=5)
+
+
+@pytest.mark.gen_test
+async def test_terminate_all_with_nothing_running() -> None:
+    assert await terminate_all(timeout=1) == 0
+
+
+# --- no global surprises ------------------------------------------------------------------
+
+
+def test_no_sigchld_handler_after_many_runs_on_fresh_loops() -> None:
+    """Plain asyncio loops, one after another, as separate workers/tests would.
+
+    (Not ``asyncio.run``: after a pytest-tornado test it leaves an unclosed loop behind,
+    a pytest-tornado/asyncio interplay unrelated to hybrid.)
+    """
+    for _ in range(3):
+        loop = asyncio.new_event_loop()
+        try:
+            result = loop.run_until_complete(run_command(["true"], timeout=5))
+        finally:
+            loop.close()
+        assert result.returncode == 0
+    assert signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL
+
+
+def test_public_names_are_exported() -> None:
+    assert sorted(hybrid.process.__all__, key=lambda n: (not n.isupper(), n)) == [
+        *hybrid.process.__all__
+    ]
+    for name in hybrid.process.__all__:
+        assert getattr(hybrid.process, name) is not None
+    public = {n for n in dir(hybrid.process) if not n.startswith("_")}
+    submodules = {
+        "allow",
+        "callback",
+        "commands",
+        "errors",
+        "gate",
+        "handlers",
+        "limits",
+        "pipes",
+        "runner",
+        "annotations",
+    }
+    assert public - submodules == set(hybrid.process.__all__)
