@@ -37,6 +37,7 @@ from types import FrameType
 from hybrid.config import Config
 from hybrid.errors import WorkerBootError, describe_exception
 from hybrid.log import gen_log
+from hybrid.nginx import NginxProcess
 from hybrid.procutil import become_subreaper, children_of, describe_exit, kill_quietly, rss_mb
 from hybrid.sockets import bind_ports, close_sockets
 from hybrid.worker import BOOT_ERROR_EXIT, Worker
@@ -100,6 +101,8 @@ class Arbiter:
         self._replace_queue: list[int] = []
         self._replacing: tuple[int, WorkerProcess] | None = None
         self._next_rss_check = 0.0
+        #: The supervised nginx (``--nginx PORT``), started once every port serves.
+        self.nginx: NginxProcess | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -128,9 +131,13 @@ class Arbiter:
                 self._check_memory()
                 self._advance_replacement()
                 self._manage_workers()
+                self._manage_nginx()
         finally:
             self._stopping = True
+            if self.nginx is not None and self.nginx.pid is not None:
+                self.nginx.begin_stop()  # stop accepting first; in-flight requests finish
             self._stop_workers()
+            self._stop_nginx()
             self._kill_orphans()
             self._close()
         gen_log.info("master %d stopped", self.pid)
@@ -297,6 +304,11 @@ class Arbiter:
                 return
             if pid == 0:
                 return
+            if self.nginx is not None and pid == self.nginx.pid:
+                self.nginx.reaped(status)
+                if not self._stopping:
+                    gen_log.warning("nginx %d %s; starting it again", pid, describe_exit(status))
+                continue
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue  # an orphan we adopted as subreaper
@@ -354,6 +366,12 @@ class Arbiter:
             elif new.ready:
                 for old in self.workers.values():
                     if old.port == port and old is not new and old.retiring_since is None:
+                        gen_log.info(
+                            "worker %d on port %d replaced by worker %d; draining it",
+                            old.pid,
+                            port,
+                            new.pid,
+                        )
                         self._retire(old)
                 self._replacing = None
             else:
@@ -366,6 +384,30 @@ class Arbiter:
     def _retire(self, worker: WorkerProcess) -> None:
         worker.retiring_since = time.monotonic()
         kill_quietly(worker.pid, signal.SIGTERM)
+
+    def _manage_nginx(self) -> None:
+        """Start nginx once every port has a ready worker, and again whenever it died."""
+        if self.config.nginx is None:
+            return
+        if self.nginx is None:
+            ready = {w.port for w in self.workers.values() if w.ready}
+            if ready != set(self.config.ports):
+                return
+            self.nginx = NginxProcess(self.config, listen_host=self.config.host)
+        if self.nginx.pid is None:
+            self.nginx.start()  # raises NginxError (one line) when nginx is missing or -t fails
+            self.nginx.wait_ready(10)
+            gen_log.info(
+                "nginx %s serving http://%s:%d in front of %d worker(s)",
+                self.nginx.pid,
+                _url_host(self.config.host),
+                self.nginx.listen_port,
+                len(self.config.ports),
+            )
+
+    def _stop_nginx(self) -> None:
+        if self.nginx is not None:
+            self.nginx.stop(timeout=self.config.graceful_timeout + DRAIN_SLACK)
 
     def _manage_workers(self) -> None:
         serving = {w.port for w in self.workers.values() if w.retiring_since is None}
@@ -456,9 +498,11 @@ class Arbiter:
     def _kill_orphans(self) -> None:
         """Kill and reap what dead workers left behind (commands in their own process
         groups, adopted by the master as subreaper): nothing of the session survives."""
-        workers = set(self.workers)
+        ours = set(self.workers)
+        if self.nginx is not None and self.nginx.pid is not None:
+            ours.add(self.nginx.pid)
         for pid in children_of(self.pid):
-            if pid in workers:
+            if pid in ours:
                 continue
             gen_log.warning("killing process %d left behind by a worker", pid)
             try:

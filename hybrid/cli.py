@@ -17,7 +17,7 @@ from typing import NoReturn
 
 from hybrid import __version__
 from hybrid.arbiter import serve
-from hybrid.config import OPTIONS, build_config
+from hybrid.config import OPTIONS, Config, build_config
 from hybrid.errors import ConfigError, HybridError
 from hybrid.log import configure_logging
 
@@ -66,6 +66,31 @@ def run_serve(cli_values: dict[str, object], prog: str) -> int:
         return 1
 
 
+def print_nginx_config(args: argparse.Namespace) -> int:
+    """``hybrid nginx``: render the config from the same ``Config`` the workers use."""
+    from hybrid.nginx import DEFAULT_LISTEN_PORT, parse_listen, render_config
+
+    prog = "hybrid nginx"
+    cli = {o.name: getattr(args, o.name, None) for o in OPTIONS}
+    try:
+        if args.settings or os.environ.get("DJANGO_SETTINGS_MODULE"):
+            config = build_config(cli)  # settings.HYBRID may hold ports and body size
+        else:
+            config = Config.from_sources(cli)
+        host, port = parse_listen(args.listen or str(config.nginx or DEFAULT_LISTEN_PORT))
+        text = render_config(
+            config, prefix=os.path.abspath(args.prefix), listen_host=host, listen_port=port
+        )
+    except ConfigError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except HybridError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hybrid",
@@ -82,6 +107,43 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(serve_parser)
     parser.set_defaults(command_parser=parser)
     serve_parser.set_defaults(command_parser=serve_parser)
+    nginx_parser = commands.add_parser(
+        "nginx",
+        help="print an nginx.conf for the workers (serve --nginx PORT runs nginx itself)",
+        description="Print a complete nginx.conf that balances over the workers' ports.",
+    )
+    by_name = {o.name: o for o in OPTIONS}
+    for name in (
+        "ports",
+        "host",
+        "server_name",
+        "static",
+        "max_body_size",
+        "settings",
+        "pythonpath",
+    ):
+        option = by_name[name]
+        nginx_parser.add_argument(
+            option.flag,
+            dest=option.name,
+            default=None,
+            metavar=option.metavar,
+            action="append" if option.repeat else "store",
+            help=f"{option.help} [env {option.env}]",
+        )
+    nginx_parser.add_argument(
+        "--listen",
+        default=None,
+        metavar="[ADDR:]PORT",
+        help="where nginx listens (default 127.0.0.1:8000)",
+    )
+    nginx_parser.add_argument(
+        "--prefix",
+        default=".",
+        metavar="DIR",
+        help="nginx's prefix directory: pid, logs, temporary files (default: here)",
+    )
+    nginx_parser.set_defaults(command_parser=nginx_parser)
     for name, signum, what in (
         ("reload", signal.SIGHUP, "replace the workers one port at a time (SIGHUP)"),
         ("stop", signal.SIGTERM, "stop gracefully (SIGTERM)"),
@@ -136,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.command_parser.error("unrecognized arguments: " + " ".join(extra))
     if args.command == "serve":
         return run_serve({o.name: getattr(args, o.name) for o in OPTIONS}, "hybrid serve")
+    if args.command == "nginx":
+        return print_nginx_config(args)
     if args.command in ("reload", "stop"):
         return signal_master(args.pidfile, args.signum, f"hybrid {args.command}")
     parser.print_help(sys.stderr)

@@ -7,7 +7,9 @@
     ├── AppLoadError             the Django project or HYBRID_ROUTES cannot be loaded; `target`
     ├── ServerError              the process model could not do its job
     │   ├── BindError            a port could not be bound; `host`, `port`, `errno`
-    │   └── WorkerBootError      a worker failed while booting; `port`, `reason`
+    │   ├── WorkerBootError      a worker failed while booting; `port`, `reason`
+    │   └── NginxError           nginx missing, config rejected by ``nginx -t``, or it could
+    │                            not start; `output`, `returncode` (in hybrid.nginx)
     └── CommandError             a system command could not be run as asked; `cmd`
         ├── CommandNotFound      no such executable on PATH (also a FileNotFoundError)
         ├── CommandNotAllowed    an AllowList refused the command or an argument;

