@@ -129,7 +129,7 @@ def test_sigkilled_worker_is_replaced_quickly_and_the_death_is_logged(
     victim = pid_of(server.ports[0])
     os.kill(victim, signal.SIGKILL)
     took = wait_until(lambda: pid_of(server.ports[0]) != victim, 10, "replacement")
-    assert took < 5  # about 0.3-0.6 s here; the issue's 1 s is measured in the README
+    assert took < 5  # about 0.2 s here (README); loose for a shared 2-core machine
     assert f"worker {victim} on port {server.ports[0]} was killed by SIGKILL" in server.stderr
 
 
@@ -377,3 +377,42 @@ def _children(pid: int) -> list[int]:
     from hybrid.procutil import children_of
 
     return children_of(pid)
+
+
+def _commands_named(arg: str) -> list[int]:
+    """Pids of live `sleep ARG` processes, found by their command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[:2] == [b"sleep", arg.encode()]:
+                found.append(int(entry.name))
+    return found
+
+
+def test_graceful_stop_waits_for_a_running_command(hybrid_serve: Serve, free_ports: Ports) -> None:
+    server = hybrid_serve("--graceful-timeout", "10", ports=free_ports(1))
+    thread, outcome = in_thread(lambda: request(server.ports[0], path="/hybrid/command?s=1.5"))
+    time.sleep(0.5)
+    status, log = server.stop(signal.SIGTERM)
+    thread.join(timeout=10)
+    assert status == 0, log
+    assert outcome == [(200, {"returncode": 0, "timed_out": False})]
+
+
+def test_graceful_stop_kills_a_command_that_outlives_the_timeout(
+    hybrid_serve: Serve, free_ports: Ports
+) -> None:
+    server = hybrid_serve("--graceful-timeout", "1", ports=free_ports(1))
+    thread, _ = in_thread(lambda: request(server.ports[0], path="/hybrid/command?s=29.25"))
+    wait_until(lambda: bool(_commands_named("29.25")), 10, "command started")
+    started = time.monotonic()
+    status, log = server.stop(signal.SIGTERM)
+    assert status == 0, log
+    assert time.monotonic() - started < 8
+    thread.join(timeout=10)
+    assert _commands_named("29.25") == []
+    assert wait_session_empty(server.pid) == []

@@ -45,6 +45,16 @@ class GrowHandler(RequestHandler):
         self.write({"pid": os.getpid()})
 
 
+class CommandHandler(RequestHandler):
+    """Runs `sleep S` through hybrid's command runner."""
+
+    async def get(self) -> None:
+        from hybrid import run_command
+
+        result = await run_command(["sleep", self.get_argument("s", "1")], timeout=120)
+        self.write({"returncode": result.returncode, "timed_out": result.timed_out})
+
+
 class WriteHandler(RequestHandler):
     """Appends the posted id to $WRITE_LOG: the chaos test counts duplicated writes."""
 
@@ -60,6 +70,7 @@ class WriteHandler(RequestHandler):
 
 routes = [
     (r"/hybrid/write", WriteHandler),
+    (r"/hybrid/command", CommandHandler),
     (r"/hybrid/pid", PidHandler),
     (r"/hybrid/sleep", SleepHandler),
     (r"/hybrid/block", BlockHandler),
