@@ -25,6 +25,7 @@ during a reload, which is then abandoned while the old workers keep serving.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -42,18 +43,25 @@ from hybrid.procutil import become_subreaper, children_of, describe_exit, kill_q
 from hybrid.sockets import bind_ports, close_sockets
 from hybrid.worker import BOOT_ERROR_EXIT, Worker
 
-__all__ = ["Arbiter", "serve"]
+__all__ = ["Arbiter", "serve", "status_path"]
 
 #: A worker that dies this many times in a row before it is ready makes the master halt.
 MAX_BOOT_FAILURES = 5
 #: Seconds a stopping worker gets beyond ``graceful_timeout`` (to kill its commands and
 #: close) before the master kills it.
 DRAIN_SLACK = 5.0
+#: How often the master rewrites its status file (``hybrid status``).
+STATUS_INTERVAL = 1.0
 #: How often the master looks at its workers' memory (``max_rss``).
 RSS_CHECK_INTERVAL = 1.0
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 _HANDLED_SIGNALS = (*_STOP_SIGNALS, signal.SIGHUP, signal.SIGCHLD)
+
+
+def status_path(pidfile: str) -> str:
+    """The status file the master keeps next to its pidfile (``hybrid status`` reads it)."""
+    return pidfile + ".json"
 
 
 def serve(config: Config) -> int:
@@ -80,6 +88,15 @@ class WorkerProcess:
     #: Set once the worker was told to stop: it drains and is no longer counted.
     retiring_since: float | None = None
     buffer: bytes = b""
+    #: Requests served, as of the last heartbeat; wall-clock start, for ``hybrid status``.
+    served: int = 0
+    started_wall: float = field(default_factory=time.time)
+
+    @property
+    def state(self) -> str:
+        if self.retiring_since is not None:
+            return "draining"
+        return "serving" if self.ready else "booting"
 
 
 class Arbiter:
@@ -90,7 +107,9 @@ class Arbiter:
         self.pid = os.getpid()
         self.sockets: dict[int, list[socket.socket]] = {}
         self.workers: dict[int, WorkerProcess] = {}
-        self.restarts = 0
+        self.restarts: dict[int, int] = {}
+        self.started_wall = time.time()
+        self._next_status_write = 0.0
         self._signal_queue: list[int] = []
         self._wake_r = -1
         self._wake_w = -1
@@ -132,6 +151,7 @@ class Arbiter:
                 self._advance_replacement()
                 self._manage_workers()
                 self._manage_nginx()
+                self._write_status()
         finally:
             self._stopping = True
             if self.nginx is not None and self.nginx.pid is not None:
@@ -162,6 +182,46 @@ class Arbiter:
             with open(self.config.pidfile, "w") as f:
                 f.write(f"{self.pid}\n")
 
+    def status(self) -> dict[str, object]:
+        """What ``hybrid status`` shows: the master, nginx and every worker."""
+        workers = sorted(self.workers.values(), key=lambda w: (w.port, w.started_at))
+        return {
+            "master": self.pid,
+            "started": self.started_wall,
+            "host": self.config.host,
+            "nginx": (
+                {"pid": self.nginx.pid, "port": self.nginx.listen_port}
+                if self.nginx is not None and self.nginx.pid is not None
+                else None
+            ),
+            "workers": [
+                {
+                    "port": w.port,
+                    "pid": w.pid,
+                    "state": w.state,
+                    "started": w.started_wall,
+                    "requests": w.served,
+                    "rss_mb": round(rss, 1) if (rss := rss_mb(w.pid)) is not None else None,
+                    "restarts": self.restarts.get(w.port, 0),
+                }
+                for w in workers
+            ],
+        }
+
+    def _write_status(self) -> None:
+        """Every second, next to the pidfile: ``F.json`` (atomically replaced)."""
+        if not self.config.pidfile or time.monotonic() < self._next_status_write:
+            return
+        self._next_status_write = time.monotonic() + STATUS_INTERVAL
+        path = status_path(self.config.pidfile)
+        tmp = f"{path}.{self.pid}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(self.status(), f)
+            os.replace(tmp, path)
+        except OSError as exc:
+            gen_log.warning("cannot write status file %s: %s", path, exc.strerror)
+
     def _close(self) -> None:
         for signum, handler in self._old_handlers.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
@@ -178,6 +238,7 @@ class Arbiter:
                     ours = f.read().strip() == str(self.pid)
                 if ours:
                     os.unlink(self.config.pidfile)
+                    os.unlink(status_path(self.config.pidfile))
             except OSError:
                 pass
 
@@ -239,6 +300,8 @@ class Arbiter:
                     _url_host(self.config.host),
                     worker.port,
                 )
+            elif kind == "hb" and text.isdigit():
+                worker.served = int(text)
             elif kind == "boot-error":
                 worker.boot_error = text
             elif kind == "recycle" and worker.retiring_since is None:
@@ -354,7 +417,7 @@ class Arbiter:
                     port=worker.port,
                     reason=how,
                 )
-        self.restarts += 1
+        self.restarts[worker.port] = self.restarts.get(worker.port, 0) + 1
         gen_log.warning("worker %d on port %d %s; starting a new one", worker.pid, worker.port, how)
 
     def _advance_replacement(self) -> None:

@@ -9,9 +9,11 @@ into the library. Every failure is one line on stderr and a non-zero exit:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -91,6 +93,68 @@ def print_nginx_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_status(pidfile: str, *, as_json: bool) -> int:
+    """``hybrid status``: read the status file the master keeps next to its pidfile."""
+    from hybrid.arbiter import status_path
+
+    prog = "hybrid status"
+    path = status_path(pidfile)
+    try:
+        with open(path) as f:
+            status = json.load(f)
+        os.kill(int(status["master"]), 0)
+    except FileNotFoundError:
+        print(
+            f"{prog}: error: no status file {path!r}: is `hybrid serve --pidfile {pidfile}` "
+            "running?",
+            file=sys.stderr,
+        )
+        return 1
+    except ProcessLookupError:
+        print(
+            f"{prog}: error: master {status['master']} is not running (stale {path!r})",
+            file=sys.stderr,
+        )
+        return 1
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"{prog}: error: cannot read {path!r}: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(status, indent=2))
+        return 0
+    now = time.time()
+    nginx = status.get("nginx")
+    print(
+        f"master {status['master']}, up {_duration(now - status['started'])}"
+        + (f", nginx {nginx['pid']} on port {nginx['port']}" if nginx else "")
+    )
+    rows = [("PORT", "PID", "STATE", "UPTIME", "REQUESTS", "RSS MB", "RESTARTS")]
+    for w in status["workers"]:
+        rss = "-" if w["rss_mb"] is None else f"{w['rss_mb']:.0f}"
+        rows.append(
+            (
+                str(w["port"]),
+                str(w["pid"]),
+                w["state"],
+                _duration(now - w["started"]),
+                str(w["requests"]),
+                rss,
+                str(w["restarts"]),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hybrid",
@@ -144,6 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="nginx's prefix directory: pid, logs, temporary files (default: here)",
     )
     nginx_parser.set_defaults(command_parser=nginx_parser)
+    status_parser = commands.add_parser(
+        "status", help="show a running master's workers: port, pid, uptime, requests, RSS"
+    )
+    status_parser.add_argument(
+        "--pidfile",
+        required=True,
+        metavar="FILE",
+        help="the file given to `hybrid serve --pidfile`",
+    )
+    status_parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status_parser.set_defaults(command_parser=status_parser)
     for name, signum, what in (
         ("reload", signal.SIGHUP, "replace the workers one port at a time (SIGHUP)"),
         ("stop", signal.SIGTERM, "stop gracefully (SIGTERM)"),
@@ -200,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_serve({o.name: getattr(args, o.name) for o in OPTIONS}, "hybrid serve")
     if args.command == "nginx":
         return print_nginx_config(args)
+    if args.command == "status":
+        return print_status(args.pidfile, as_json=args.json)
     if args.command in ("reload", "stop"):
         return signal_master(args.pidfile, args.signum, f"hybrid {args.command}")
     parser.print_help(sys.stderr)

@@ -5,7 +5,8 @@ The worker tells its master how it is doing over a pipe, one line per message:
 =====================  ==============================================================
 ``ready``              it serves; sent once, after the project loaded
 ``boot-error REASON``  the project cannot load (then it exits with BOOT_ERROR_EXIT)
-``hb``                 a heartbeat, sent from the IOLoop: silence means a blocked loop
+``hb SERVED``          a heartbeat from the IOLoop (silence means a blocked loop), with
+                       the number of requests served so far
 ``recycle REASON``     it wants to be replaced (``--max-requests`` reached)
 =====================  ==============================================================
 
@@ -117,7 +118,8 @@ class Worker:
         periodic = [
             PeriodicCallback(check_parent, PARENT_CHECK_INTERVAL * 1000),
             PeriodicCallback(
-                lambda: self.notify("hb"), heartbeat_interval(self.config.timeout) * 1000
+                lambda: self.notify(f"hb {app.served}"),
+                heartbeat_interval(self.config.timeout) * 1000,
             ),
         ]
         for callback in periodic:

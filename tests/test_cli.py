@@ -234,3 +234,55 @@ def test_runhybrid_bad_ports_is_one_line() -> None:
     )
     assert result.returncode == 2
     assert one_line(result).startswith("runhybrid: error: --ports: invalid port '80x1'")
+
+
+def test_status_shows_workers_as_a_table_and_as_json(
+    hybrid_serve: Serve, free_ports: Callable[[int], list[int]], tmp_path: object
+) -> None:
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    pidfile = Path(str(tmp_path)) / "hybrid.pid"
+    server = hybrid_serve("--pidfile", str(pidfile), ports=free_ports(2))
+    busy, other = server.ports
+    for _ in range(3):
+        urllib.request.urlopen(f"http://127.0.0.1:{busy}/hybrid/pid", timeout=10).read()
+    with urllib.request.urlopen(f"http://127.0.0.1:{other}/hybrid/pid", timeout=10) as r:
+        victim = json.loads(r.read())["pid"]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    status: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        result = run_hybrid("status", "--pidfile", str(pidfile), "--json")
+        assert result.returncode == 0, result.stderr
+        status = json.loads(result.stdout)
+        workers = {w["port"]: w for w in status["workers"]}  # type: ignore[attr-defined]
+        if workers.get(other, {}).get("restarts") == 1 and workers[busy]["requests"] >= 3:
+            break
+    else:
+        raise AssertionError(f"status never showed the restart and the requests: {status}")
+    assert status["master"] == server.pid
+    assert workers[busy]["state"] == "serving"
+    assert workers[busy]["rss_mb"] > 10
+    assert workers[other]["pid"] != victim
+    table = run_hybrid("status", "--pidfile", str(pidfile))
+    lines = table.stdout.splitlines()
+    assert lines[0].startswith(f"master {server.pid}, up ")
+    assert lines[1].split() == [
+        "PORT",
+        "PID",
+        "STATE",
+        "UPTIME",
+        "REQUESTS",
+        "RSS",
+        "MB",
+        "RESTARTS",
+    ]
+    assert len(lines) == 4
+    server.stop()
+    gone = run_hybrid("status", "--pidfile", str(pidfile))
+    assert gone.returncode == 1
+    assert "no status file" in one_line(gone)
