@@ -8,6 +8,13 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from hybrid.arbiter import serve
+from hybrid.bridge import (
+    DjangoHandler,
+    csrf_exempt,
+    login_required,
+    permission_required,
+    run_sync,
+)
 from hybrid.config import Config, build_config, parse_ports
 from hybrid.errors import (
     AppLoadError,
@@ -53,6 +60,7 @@ __all__ = [
     "CommandTimeout",
     "Config",
     "ConfigError",
+    "DjangoHandler",
     "HybridError",
     "Limits",
     "OutputEvent",
@@ -61,9 +69,13 @@ __all__ = [
     "WorkerBootError",
     "__version__",
     "build_config",
+    "csrf_exempt",
+    "login_required",
     "make_app",
     "parse_ports",
+    "permission_required",
     "run_command",
+    "run_sync",
     "serve",
     "stream_command",
 ]

@@ -40,7 +40,7 @@ from hybrid.errors import WorkerBootError, describe_exception
 from hybrid.log import gen_log
 from hybrid.nginx import NginxProcess
 from hybrid.procutil import become_subreaper, children_of, describe_exit, kill_quietly, rss_mb
-from hybrid.sockets import bind_ports, close_sockets
+from hybrid.sockets import bind_metrics_ports, bind_ports, close_sockets
 from hybrid.worker import BOOT_ERROR_EXIT, Worker
 
 __all__ = ["Arbiter", "serve", "status_path"]
@@ -106,6 +106,7 @@ class Arbiter:
         self.config = config
         self.pid = os.getpid()
         self.sockets: dict[int, list[socket.socket]] = {}
+        self.metrics_sockets: dict[int, list[socket.socket]] = {}
         self.workers: dict[int, WorkerProcess] = {}
         self.restarts: dict[int, int] = {}
         self.started_wall = time.time()
@@ -127,6 +128,11 @@ class Arbiter:
 
     def run(self) -> int:
         self.sockets = bind_ports(self.config)
+        try:
+            self.metrics_sockets = bind_metrics_ports(self.config)
+        except BaseException:
+            close_sockets(self.sockets)
+            raise
         try:
             self._install_signals()
             become_subreaper()
@@ -203,10 +209,17 @@ class Arbiter:
                     "requests": w.served,
                     "rss_mb": round(rss, 1) if (rss := rss_mb(w.pid)) is not None else None,
                     "restarts": self.restarts.get(w.port, 0),
+                    "metrics": self._metrics_url(w.port),
                 }
                 for w in workers
             ],
         }
+
+    def _metrics_url(self, port: int) -> str | None:
+        sockets = self.metrics_sockets.get(port)
+        if not sockets:
+            return None
+        return f"http://127.0.0.1:{sockets[0].getsockname()[1]}/metrics"
 
     def _write_status(self) -> None:
         """Every second, next to the pidfile: ``F.json`` (atomically replaced)."""
@@ -231,7 +244,9 @@ class Arbiter:
                 os.close(fd)
         self._wake_r = self._wake_w = -1
         close_sockets(self.sockets)
+        close_sockets(self.metrics_sockets)
         self.sockets.clear()
+        self.metrics_sockets.clear()
         if self.config.pidfile:
             try:
                 with open(self.config.pidfile) as f:
@@ -504,12 +519,17 @@ class Arbiter:
             os.close(self._wake_w)
             for other in self.workers.values():
                 os.close(other.notify_fd)
-            for other_port, sockets in self.sockets.items():
-                if other_port != port:
-                    for sock in sockets:
-                        sock.close()
+            for bound in (self.sockets, self.metrics_sockets):
+                close_sockets({p: socks for p, socks in bound.items() if p != port})
             _forget_project_modules(self.config)
-            worker = Worker(self.config, port, self.sockets[port], notify_w, self.pid)
+            worker = Worker(
+                self.config,
+                port,
+                self.sockets[port],
+                notify_w,
+                self.pid,
+                metrics_sockets=self.metrics_sockets.get(port, []),
+            )
             code = worker.run()
         except BaseException as exc:
             gen_log.error(

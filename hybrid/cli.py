@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from hybrid import __version__
 from hybrid.arbiter import serve
@@ -93,11 +93,10 @@ def print_nginx_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_status(pidfile: str, *, as_json: bool) -> int:
-    """``hybrid status``: read the status file the master keeps next to its pidfile."""
+def read_status(pidfile: str, prog: str) -> dict[str, Any] | None:
+    """The running master's status file, or None after printing one line on stderr."""
     from hybrid.arbiter import status_path
 
-    prog = "hybrid status"
     path = status_path(pidfile)
     try:
         with open(path) as f:
@@ -109,15 +108,42 @@ def print_status(pidfile: str, *, as_json: bool) -> int:
             "running?",
             file=sys.stderr,
         )
-        return 1
+        return None
     except ProcessLookupError:
         print(
             f"{prog}: error: master {status['master']} is not running (stale {path!r})",
             file=sys.stderr,
         )
-        return 1
+        return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"{prog}: error: cannot read {path!r}: {exc}", file=sys.stderr)
+        return None
+    return dict(status)
+
+
+def print_metrics(pidfile: str) -> int:
+    """``hybrid metrics``: every worker's metrics as one exposition, labelled by port."""
+    from hybrid.metrics import aggregate
+
+    status = read_status(pidfile, "hybrid metrics")
+    if status is None:
+        return 1
+    urls = {w["port"]: w["metrics"] for w in status["workers"] if w.get("metrics")}
+    if not urls:
+        print(
+            "hybrid metrics: error: the workers serve no metrics: start hybrid serve with "
+            "--metrics-port PORT",
+            file=sys.stderr,
+        )
+        return 1
+    sys.stdout.write(aggregate(urls).decode())
+    return 0
+
+
+def print_status(pidfile: str, *, as_json: bool) -> int:
+    """``hybrid status``: read the status file the master keeps next to its pidfile."""
+    status = read_status(pidfile, "hybrid status")
+    if status is None:
         return 1
     if as_json:
         print(json.dumps(status, indent=2))
@@ -219,6 +245,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status_parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status_parser.set_defaults(command_parser=status_parser)
+    metrics_parser = commands.add_parser(
+        "metrics", help="print every worker's Prometheus metrics, merged with a port label"
+    )
+    metrics_parser.add_argument(
+        "--pidfile",
+        required=True,
+        metavar="FILE",
+        help="the file given to `hybrid serve --pidfile`",
+    )
+    metrics_parser.set_defaults(command_parser=metrics_parser)
     for name, signum, what in (
         ("reload", signal.SIGHUP, "replace the workers one port at a time (SIGHUP)"),
         ("stop", signal.SIGTERM, "stop gracefully (SIGTERM)"),
@@ -277,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return print_nginx_config(args)
     if args.command == "status":
         return print_status(args.pidfile, as_json=args.json)
+    if args.command == "metrics":
+        return print_metrics(args.pidfile)
     if args.command in ("reload", "stop"):
         return signal_master(args.pidfile, args.signum, f"hybrid {args.command}")
     parser.print_help(sys.stderr)

@@ -29,6 +29,12 @@ __all__ = ["MAX_PORTS", "OPTIONS", "Config", "Option", "build_config", "parse_po
 #: More workers than this is almost certainly a typo (``8001-80040``), not a deployment.
 MAX_PORTS = 256
 
+#: The ``max_connections`` the default ``--db-threads`` assumes (PostgreSQL's default).
+DB_CONNECTION_BUDGET = 100
+
+#: The most database threads per worker ``--db-threads`` defaults to.
+MAX_DEFAULT_DB_THREADS = 8
+
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
@@ -105,6 +111,10 @@ def _parse_positive_int(value: object) -> int:
     if number <= 0:
         raise ValueError("expected a positive whole number")
     return number
+
+
+def _parse_optional_positive_int(value: object) -> int | None:
+    return None if value is None or value == "" else _parse_positive_int(value)
 
 
 def _parse_nonnegative_int(value: object) -> int:
@@ -324,12 +334,38 @@ OPTIONS: tuple[Option, ...] = (
         repeat=True,
     ),
     Option(
+        "metrics_port",
+        "--metrics-port",
+        _parse_optional_port,
+        "serve each worker's Prometheus metrics on 127.0.0.1:PORT+i (i: the worker's "
+        "index in --ports), away from the public routes (default: off)",
+        "PORT",
+    ),
+    Option(
         "pidfile",
         "--pidfile",
         _parse_optional_str,
         "write the master's pid to this file (for `hybrid reload --pidfile`)",
         "FILE",
         in_settings=False,
+    ),
+    Option(
+        "db_threads",
+        "--db-threads",
+        _parse_optional_positive_int,
+        "database threads per worker; Django requests and their ORM calls share them, one "
+        "thread per request (default: 100 // (2 x workers), at most 8; keep threads x "
+        "workers x 2 <= the database's max_connections)",
+        "N",
+    ),
+    Option(
+        "request_signals",
+        "--request-signals",
+        _parse_bool,
+        "send Django's request_started/request_finished around every DjangoHandler request "
+        "on its database thread, which closes stale connections (default true; false only "
+        "to diagnose)",
+        "BOOL",
     ),
     Option(
         "log_level",
@@ -365,7 +401,10 @@ class Config:
     nginx: int | None = None
     server_name: str = "_"
     static: tuple[tuple[str, str], ...] = ()
+    metrics_port: int | None = None
     pidfile: str | None = None
+    db_threads: int | None = None
+    request_signals: bool = True
     log_level: str = "info"
     #: Where each value came from, for messages: ``{"ports": "--ports", ...}``.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -419,6 +458,24 @@ class Config:
     def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed (tests and the management command use it)."""
         return dataclasses.replace(self, **changes)
+
+    @property
+    def db_thread_count(self) -> int:
+        """Database threads per worker: ``db_threads``, or a share of the connection budget.
+
+        Each thread keeps its own connection (``CONN_MAX_AGE``) and a request holds one
+        thread for its lifetime, so a worker opens at most ``threads`` connections. The
+        budget is ``threads x workers x 2 <= max_connections``; the factor 2 is headroom for
+        a rolling reload, where a worker being replaced still holds its connections while
+        its successor opens new ones.
+        Without ``db_threads``, :data:`DB_CONNECTION_BUDGET` (PostgreSQL's default
+        ``max_connections``; MySQL/MariaDB allow 151) is divided that way, capped at
+        :data:`MAX_DEFAULT_DB_THREADS`: 8 threads for up to 6 workers, 4 for 12, 1 for 50.
+        """
+        if self.db_threads:
+            return self.db_threads
+        share = DB_CONNECTION_BUDGET // (2 * max(1, len(self.ports)))
+        return max(1, min(MAX_DEFAULT_DB_THREADS, share))
 
     @property
     def settings_module(self) -> str | None:

@@ -8,7 +8,7 @@ import socket
 from hybrid.config import Config
 from hybrid.errors import BindError
 
-__all__ = ["bind_ports", "close_sockets"]
+__all__ = ["bind_metrics_ports", "bind_ports", "close_sockets"]
 
 
 def bind_ports(config: Config) -> dict[int, list[socket.socket]]:
@@ -74,6 +74,39 @@ def _bind_error_message(exc: OSError, host: str, port: int) -> str:
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve --host {host!r} ({exc.strerror}); use an IP address or a known name"
     return f"cannot bind {where}: {exc.strerror or exc}"
+
+
+def bind_metrics_ports(config: Config) -> dict[int, list[socket.socket]]:
+    """``{worker port: sockets}`` for ``--metrics-port``: worker ``i`` gets BASE+i on
+    127.0.0.1 (metrics are never public). Empty when metrics are off."""
+    if config.metrics_port is None:
+        return {}
+    bound: dict[int, list[socket.socket]] = {}
+    try:
+        for index, port in enumerate(config.ports):
+            metrics_port = config.metrics_port + index
+            if metrics_port > 65535 or metrics_port in config.ports:
+                why = "out of range" if metrics_port > 65535 else "one of --ports"
+                raise BindError(
+                    f"--metrics-port {config.metrics_port} gives worker {port} the port "
+                    f"{metrics_port}, which is {why}; choose another base port",
+                    host="127.0.0.1",
+                    port=metrics_port,
+                    errno=None,
+                )
+            try:
+                bound[port] = _bind("127.0.0.1", metrics_port)
+            except OSError as exc:
+                raise BindError(
+                    "--metrics-port: " + _bind_error_message(exc, "127.0.0.1", metrics_port),
+                    host="127.0.0.1",
+                    port=metrics_port,
+                    errno=exc.errno,
+                ) from None
+    except BaseException:
+        close_sockets(bound)
+        raise
+    return bound
 
 
 def close_sockets(bound: dict[int, list[socket.socket]]) -> None:

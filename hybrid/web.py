@@ -18,10 +18,12 @@ import tornado.web
 from tornado import httputil
 from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
 
-from hybrid.bridge.fallback import DjangoFallbackHandler
+from hybrid.bridge.fallback import DjangoFallbackHandler, make_asgi_handler
+from hybrid.bridge.lanes import set_default_size
 from hybrid.config import Config
 from hybrid.errors import AppLoadError, describe_exception
 from hybrid.log import access_log
+from hybrid.metrics import WorkerMetrics
 
 __all__ = ["HybridApplication", "load_routes", "make_app"]
 
@@ -85,6 +87,8 @@ class HybridApplication(tornado.web.Application):
         super().__init__(*args, **kwargs)
         self.inflight = 0
         self.served = 0
+        #: Set by the worker when ``--metrics-port`` is on.
+        self.metrics: WorkerMetrics | None = None
         self.draining = False
         self.on_request_done: Callable[[], None] | None = None
         #: Every live connection, with the time it was first seen.
@@ -124,9 +128,11 @@ class HybridApplication(tornado.web.Application):
         nothing is left: no request in flight, no response being written, no open
         keep-alive connection, and no connection accepted in the last ``grace`` seconds
         still to send its request (closing one would reset a request on its way)."""
-        if self.inflight:
-            return False
         now = time.monotonic()
+        if self.inflight or now - self._drain_started < grace:
+            # A connection accepted just before the server stopped is known to us only
+            # once tornado's task for it first runs: give every such one time to show up.
+            return False
         done = True
         for conn, seen in list(self._connections.items()):
             if conn.stream.closed():
@@ -145,6 +151,8 @@ class HybridApplication(tornado.web.Application):
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         """One ``hybrid.access`` line per request: method, path, status, duration, port."""
+        if self.metrics is not None:
+            self.metrics.observe(handler)
         status = handler.get_status()
         log = access_log.info if status < 400 else access_log.warning
         if status >= 500:
@@ -263,9 +271,8 @@ def make_app(config: Config, port: int) -> HybridApplication:
 
     try:
         django.setup()
-        from django.core.handlers.asgi import ASGIHandler
-
-        asgi_app = ASGIHandler()
+        set_default_size(config.db_thread_count)
+        asgi_app = make_asgi_handler(config.db_thread_count)
     except Exception as exc:
         raise AppLoadError(
             f"Django setup failed: {describe_exception(exc)}", target="INSTALLED_APPS"
@@ -275,7 +282,11 @@ def make_app(config: Config, port: int) -> HybridApplication:
     fallback = (r".*", DjangoFallbackHandler, {"asgi_app": asgi_app, "server": (config.host, port)})
     try:
         return HybridApplication(
-            [*routes, fallback], hybrid_port=port, hybrid_xheaders=config.xheaders
+            [*routes, fallback],
+            hybrid_port=port,
+            hybrid_xheaders=config.xheaders,
+            hybrid_config=config,
+            hybrid_db_threads=config.db_thread_count,
         )
     except Exception as exc:
         raise AppLoadError(

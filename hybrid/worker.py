@@ -29,11 +29,14 @@ from collections.abc import Callable
 
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
+from tornado.web import Application
 
+from hybrid.bridge.lanes import close_pools
 from hybrid.config import Config
 from hybrid.errors import HybridError, describe_exception
 from hybrid.log import gen_log
-from hybrid.process import set_max_concurrent, terminate_all
+from hybrid.metrics import MetricsHandler, WorkerMetrics
+from hybrid.process import command_timeouts, running_commands, set_max_concurrent, terminate_all
 from hybrid.web import HybridApplication, make_app
 
 __all__ = ["BOOT_ERROR_EXIT", "Worker", "heartbeat_interval"]
@@ -60,8 +63,11 @@ class Worker:
         sockets: list[socket.socket],
         notify_fd: int,
         master_pid: int,
+        *,
+        metrics_sockets: list[socket.socket] | None = None,
     ) -> None:
         self.config = config
+        self.metrics_sockets = metrics_sockets or []
         self.port = port
         self.sockets = sockets
         self.notify_fd = notify_fd
@@ -104,6 +110,7 @@ class Worker:
         )
         server.add_sockets(self.sockets)
         set_max_concurrent(self.config.max_commands)
+        lag_probe = self._serve_metrics(app)
         app.on_request_done = self._check_max_requests(app)
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
@@ -128,8 +135,25 @@ class Worker:
         await stopping.wait()
         for callback in periodic:
             callback.stop()
+        if lag_probe is not None:
+            lag_probe.cancel()
         await self._drain(server, app)
         return 0
+
+    def _serve_metrics(self, app: HybridApplication) -> asyncio.Task[None] | None:
+        """With ``--metrics-port``: serve ``/metrics`` on this worker's private listener
+        and start the event-loop lag probe. Returns the probe's task."""
+        if not self.metrics_sockets:
+            return None
+        metrics = WorkerMetrics(
+            inflight=lambda: app.inflight,
+            commands_running=lambda: len(running_commands()),
+            command_timeouts=command_timeouts,
+        )
+        app.metrics = metrics
+        server = HTTPServer(Application([(r"/metrics", MetricsHandler, {"metrics": metrics})]))
+        server.add_sockets(self.metrics_sockets)
+        return asyncio.ensure_future(metrics.probe_loop_lag())
 
     def _check_max_requests(self, app: HybridApplication) -> Callable[[], None]:
         def check() -> None:
@@ -161,3 +185,4 @@ class Worker:
         # timeout, then kill their process groups, so no child outlives the worker.
         await terminate_all(timeout=max(0.0, deadline - time.monotonic()), kill_grace=1.0)
         await server.close_all_connections()
+        await close_pools()

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,3 +193,79 @@ def hybrid_serve(tmp_path: Path) -> Iterator[Callable[..., HybridProcess]]:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def missing_dependency(what: str) -> None:
+    """Skip loudly when a system package is missing, but fail under CI (env ``CI``)."""
+    message = f"{what} is not installed: run scripts/bootstrap (as root) to install it"
+    if os.environ.get("CI"):
+        pytest.fail(message + " (CI is set, so this fails instead of skipping)")
+    pytest.skip(message)
+
+
+@dataclass
+class MariaDB:
+    """A private MariaDB server started by ``scripts/mariadb`` for the session."""
+
+    env: dict[str, str]
+
+    def connect(self) -> Any:
+        """A new PyMySQL connection to the test database (autocommit)."""
+        import pymysql
+
+        return pymysql.connect(
+            host=self.env["MARIADB_HOST"],
+            port=int(self.env["MARIADB_PORT"]),
+            user=self.env["MARIADB_USER"],
+            password=self.env["MARIADB_PASSWORD"],
+            database=self.env["MARIADB_DATABASE"],
+            autocommit=True,
+        )
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        conn = self.connect()
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql)
+                return list(cursor.fetchall())
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
+    """``scripts/mariadb start`` on a free port, the test project migrated into it."""
+    directory = tmp_path_factory.mktemp("mariadb")
+    script = REPO_DIR / "scripts" / "mariadb"
+    started = subprocess.run(
+        ["bash", str(script), "start", str(directory)], capture_output=True, text=True
+    )
+    if started.returncode == 3:
+        missing_dependency("MariaDB (Debian package mariadb-server)")
+    if started.returncode != 0:
+        raise AssertionError(f"scripts/mariadb start failed:\n{started.stderr}")
+    env = dict(line.split("=", 1) for line in started.stdout.split())
+    env["MARIADB_DATABASE"] = "hybrid_test"
+    server = MariaDB(env)
+    try:
+        import pymysql
+
+        admin = pymysql.connect(
+            host=env["MARIADB_HOST"],
+            port=int(env["MARIADB_PORT"]),
+            user=env["MARIADB_USER"],
+            password=env["MARIADB_PASSWORD"],
+        )
+        with admin.cursor() as cursor:
+            cursor.execute("CREATE DATABASE IF NOT EXISTS hybrid_test CHARACTER SET utf8mb4")
+        admin.close()
+        subprocess.run(
+            [sys.executable, "-m", "django", "migrate", "-v0"],
+            env=hybrid_env(**env, DJANGO_SETTINGS_MODULE="testproject.settings_mysql"),
+            cwd=REPO_DIR,
+            check=True,
+            capture_output=True,
+        )
+        yield server
+    finally:
+        subprocess.run(["bash", str(script), "stop", str(directory)], check=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -248,7 +249,8 @@ def test_status_shows_workers_as_a_table_and_as_json(
     server = hybrid_serve("--pidfile", str(pidfile), ports=free_ports(2))
     busy, other = server.ports
     for _ in range(3):
-        urllib.request.urlopen(f"http://127.0.0.1:{busy}/hybrid/pid", timeout=10).read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{busy}/hybrid/pid", timeout=10) as r:
+            r.read()
     with urllib.request.urlopen(f"http://127.0.0.1:{other}/hybrid/pid", timeout=10) as r:
         victim = json.loads(r.read())["pid"]
     os.kill(victim, signal.SIGKILL)
@@ -286,3 +288,111 @@ def test_status_shows_workers_as_a_table_and_as_json(
     gone = run_hybrid("status", "--pidfile", str(pidfile))
     assert gone.returncode == 1
     assert "no status file" in one_line(gone)
+
+
+def _free_pair(avoid: list[int]) -> int:
+    """A port P such that P and P+1 are both free (and not in ``avoid``)."""
+    for _ in range(100):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            base = first.getsockname()[1]
+            if base + 1 in avoid or base in avoid or base + 1 > 65535:
+                continue
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", base + 1))
+                except OSError:
+                    continue
+        return int(base)
+    raise AssertionError("no two adjacent free ports")
+
+
+def test_metrics_per_worker_and_merged_by_port(
+    hybrid_serve: Serve, free_ports: Callable[[int], list[int]], tmp_path: object
+) -> None:
+    import time
+    from pathlib import Path
+
+    pidfile = Path(str(tmp_path)) / "hybrid.pid"
+    ports = free_ports(2)
+    metrics_base = _free_pair(ports)
+    hybrid_serve("--pidfile", str(pidfile), "--metrics-port", str(metrics_base), ports=ports)
+    for _ in range(3):
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/hybrid/pid", timeout=10) as r:
+            r.read()
+    with urllib.request.urlopen(f"http://127.0.0.1:{ports[1]}/django/pid", timeout=10) as r:
+        r.read()
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_base}/metrics", timeout=10) as r:
+        text = r.read().decode()
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    # 3 requests, plus the readiness probe(s) of the hybrid_serve fixture
+    pid_line = 'hybrid_requests_total{handler="PidHandler",method="GET",status="200"} '
+    served = float(text.split(pid_line)[1].split()[0])
+    assert served >= 4
+    for name in (
+        "hybrid_request_duration_seconds_bucket",
+        "hybrid_requests_in_flight",
+        "hybrid_commands_running",
+        "hybrid_command_timeouts_total",
+        "hybrid_event_loop_lag_seconds_count",
+    ):
+        assert name in text
+    # Off the public routes: the public port has no /metrics (it goes to Django: 404).
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/metrics", timeout=10)
+    assert info.value.code == 404
+    info.value.close()
+    time.sleep(1.2)  # the status file names each worker's metrics URL
+    merged = run_hybrid("metrics", "--pidfile", str(pidfile))
+    assert merged.returncode == 0, merged.stderr
+    assert (
+        f'hybrid_requests_total{{handler="PidHandler",method="GET",port="{ports[0]}",'
+        f'status="200"}} {served}'
+    ) in merged.stdout
+    assert (
+        f'hybrid_requests_total{{handler="DjangoFallbackHandler",method="GET",'
+        f'port="{ports[1]}",status="200"}} 1.0'
+    ) in merged.stdout
+    assert f'hybrid_metrics_scrape_ok{{port="{ports[1]}"}} 1.0' in merged.stdout
+
+
+def test_metrics_port_in_use_is_one_line(free_ports: Callable[[int], list[int]]) -> None:
+    port, busy = free_ports(2)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", busy))
+        holder.listen()
+        result = run_hybrid(
+            "serve",
+            "--ports",
+            str(port),
+            "--metrics-port",
+            str(busy),
+            "--settings",
+            "testproject.settings",
+        )
+    assert result.returncode == 1
+    assert f"--metrics-port: port {busy} on 127.0.0.1 is already in use" in one_line(result)
+
+
+def test_access_log_is_configurable_from_django_logging(
+    hybrid_serve: Serve, free_ports: Callable[[int], list[int]], tmp_path: object
+) -> None:
+    import time
+    from pathlib import Path
+
+    log_file = Path(str(tmp_path)) / "access.log"
+    port = free_ports(1)[0]
+    server = hybrid_serve(
+        ports=[port],
+        settings="testproject.settings_logging",
+        env=hybrid_env(ACCESS_LOG_FILE=str(log_file)),
+    )
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/django/pid?x=1", timeout=10) as r:
+        r.read()
+    time.sleep(0.2)
+    lines = log_file.read_text().splitlines()
+    assert any(
+        re.fullmatch(rf"hybrid.access INFO GET /django/pid\?x=1 200 [\d.]+ms port={port}", line)
+        for line in lines
+    ), lines
+    assert "GET /django/pid?x=1" not in server.stderr  # LOGGING took the logger over

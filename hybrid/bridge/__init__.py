@@ -1,11 +1,29 @@
 """The bridge between Tornado and Django.
 
 ``fallback`` serves every URL the project's ``HYBRID_ROUTES`` do not match through
-Django's own ASGI handler, driven from the worker's IOLoop.
+Django's own ASGI handler, driven from the worker's IOLoop. ``handler`` runs
+:class:`DjangoHandler` methods inside the project's middleware chain; ``lanes`` holds the
+worker's database threads (:func:`run_sync`); ``decorators`` has Django's access
+decorators for handler methods. Importing this package does not import Django.
 """
 
 from __future__ import annotations
 
-from hybrid.bridge.fallback import DjangoFallbackHandler, build_scope
+from hybrid.bridge.decorators import csrf_exempt, login_required, permission_required
+from hybrid.bridge.fallback import DjangoFallbackHandler, build_scope, make_asgi_handler
+from hybrid.bridge.handler import DjangoHandler
+from hybrid.bridge.lanes import LanePool, get_pool, lane_context, run_sync
 
-__all__ = ["DjangoFallbackHandler", "build_scope"]
+__all__ = [
+    "DjangoFallbackHandler",
+    "DjangoHandler",
+    "LanePool",
+    "build_scope",
+    "csrf_exempt",
+    "get_pool",
+    "lane_context",
+    "login_required",
+    "make_asgi_handler",
+    "permission_required",
+    "run_sync",
+]

@@ -1,10 +1,13 @@
 """Serve unmatched URLs with the project's own Django application, on the IOLoop.
 
 Django's ``ASGIHandler`` is driven directly from a Tornado handler: async Django views run
-on the worker's loop, sync views in asgiref's executor, so a slow sync view never blocks
-the hybrid routes on the same worker. Streaming responses reach the client chunk by chunk
-and a client that disconnects cancels the Django view (Django's own
-``listen_for_disconnect`` sees ``http.disconnect``).
+on the worker's loop, sync views on the request's database thread (a lane of the worker's
+:class:`~hybrid.bridge.lanes.LanePool`, not a new thread per request as under Django's own
+ASGI entry point), so a slow sync view never blocks the hybrid routes on the same worker.
+Django itself sends ``request_started`` / ``request_finished``; their receivers run on the
+lane, which owns the connection they close. Streaming responses, with sync or async
+iterators, reach the client chunk by chunk, and a client that disconnects cancels the
+Django view (Django's own ``listen_for_disconnect`` sees ``http.disconnect``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,15 @@ from tornado.httputil import HTTPServerRequest
 from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
 
-__all__ = ["ASGIApp", "DjangoFallbackHandler", "build_scope"]
+from hybrid.bridge.lanes import lane_context
+
+__all__ = [
+    "ASGIApp",
+    "DjangoFallbackHandler",
+    "build_scope",
+    "make_asgi_handler",
+    "make_async_streaming",
+]
 
 ASGIMessage = dict[str, Any]
 ASGIApp = Callable[
@@ -55,6 +66,75 @@ def build_scope(
         "server": server,
         "state": {},
     }
+
+
+def make_async_streaming(response: Any) -> None:
+    """Give a ``StreamingHttpResponse`` over a sync iterator an async one, in place.
+
+    Each chunk is pulled on the request's database thread, one at a time, so the response
+    streams chunk by chunk (Django's own ``__aiter__`` would read the whole sync iterator
+    first, with a warning). Other responses are left alone.
+    """
+    if not getattr(response, "streaming", False) or response.is_async:
+        return
+    from asgiref.sync import sync_to_async
+
+    parts = iter(response.streaming_content)
+    done = object()
+
+    def pull_one() -> Any:
+        return next(parts, done)
+
+    pull = sync_to_async(pull_one, thread_sensitive=True)
+
+    async def chunk_by_chunk() -> Any:
+        while (part := await pull()) is not done:
+            yield part
+
+    response.streaming_content = chunk_by_chunk()
+
+
+def make_asgi_handler(db_threads: int | None = None) -> ASGIApp:
+    """Django's ASGI application, each request pinned to a lane of the loop's pool of
+    ``db_threads`` (see :func:`hybrid.bridge.lanes.get_pool`).
+
+    Imports Django: call after ``django.setup()`` (the class is built here so that
+    importing hybrid does not import Django).
+    """
+    from django.core.handlers.asgi import ASGIHandler
+
+    class HybridASGIHandler(ASGIHandler):  # type: ignore[misc]  # Django is untyped
+        """``ASGIHandler`` whose requests run on leased lanes and stream sync iterators.
+
+        ``__call__`` replaces Django's ``async with ThreadSensitiveContext()`` (a new
+        thread, and a new database connection, per request) with a lane of the worker's
+        pool. Django consumes a sync ``StreamingHttpResponse`` iterator all at once when
+        served asynchronously (with a warning); :meth:`send_response` pulls it chunk by
+        chunk on the lane instead.
+        """
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.db_threads = db_threads
+
+        async def __call__(
+            self,
+            scope: dict[str, Any],
+            receive: Callable[[], Awaitable[ASGIMessage]],
+            send: Callable[[ASGIMessage], Awaitable[None]],
+        ) -> None:
+            if scope["type"] != "http":
+                raise ValueError(f"Django can only handle HTTP, not {scope['type']!r}")
+            async with lane_context(self.db_threads):
+                await self.handle(scope, receive, send)
+
+        async def send_response(
+            self, response: Any, send: Callable[[ASGIMessage], Awaitable[None]]
+        ) -> None:
+            make_async_streaming(response)
+            await super().send_response(response, send)
+
+    return HybridASGIHandler()
 
 
 class DjangoFallbackHandler(RequestHandler):

@@ -51,6 +51,7 @@ __all__ = [
     "CommandResult",
     "Execution",
     "Prepared",
+    "command_timeouts",
     "get_max_concurrent",
     "prepare",
     "running_commands",
@@ -245,6 +246,13 @@ def decode(data: bytes, encoding: str | None, errors: str) -> Any:
 
 _running: set[Execution] = set()
 _cleanups: set[asyncio.Task[None]] = set()
+#: Commands this process killed for running past their timeout (for metrics).
+_timeouts = 0
+
+
+def command_timeouts() -> int:
+    """How many commands this process killed for running past their timeout."""
+    return _timeouts
 
 
 def running_commands() -> list[tuple[int, tuple[str, ...]]]:
@@ -397,6 +405,8 @@ class Execution:
         if not exit_task.done():
             self.timed_out = not self._stop.done()
             if self.timed_out:
+                global _timeouts
+                _timeouts += 1
                 gen_log.info(
                     "command %s (pid %d) ran past its timeout of %ss; killing its process "
                     "group", describe(self.prep.argv), self.pid, self.prep.timeout,

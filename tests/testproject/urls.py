@@ -12,5 +12,8 @@ urlpatterns = [
     path("django/protected", views.protected),
     path("django/stream", views.stream),
     path("django/forever", views.forever),
+    path("django/thread", views.thread),
+    path("django/async-thread", views.async_thread),
+    path("django/sync-stream", views.sync_stream),
     path("django/ünïcode", views.async_view),
 ]

@@ -70,3 +70,28 @@ async def forever(request):
             forever_closed.set()
 
     return StreamingHttpResponse(chunks(), content_type="text/plain")
+
+
+def thread(request):
+    """A sync view that says which thread ran it."""
+    import threading
+
+    return JsonResponse({"thread": threading.current_thread().name})
+
+
+def sync_stream(request):
+    """Three chunks from a sync generator, each after a pause."""
+
+    def chunks():
+        for n in range(3):
+            yield f"sync {n}\n".encode()
+            time.sleep(0.3)
+
+    return StreamingHttpResponse(chunks(), content_type="text/plain")
+
+
+async def async_thread(request):
+    """An async view that says which thread ran it: the worker's loop thread."""
+    import threading
+
+    return JsonResponse({"thread": threading.current_thread().name})

@@ -1,0 +1,389 @@
+"""``DjangoHandler``: a Tornado handler that runs inside the project's Django middleware.
+
+How a request to a ``DjangoHandler`` goes::
+
+    Tornado request ──> lease a database thread (lane), enter its ThreadSensitiveContext
+      ──> request_started (its receivers on the lane: stale connections are closed)
+      ──> ASGIRequest built from the Tornado request   -> handler.django_request
+      ──> settings.MIDDLEWARE (request phase, process_view)
+            ──> "view": the handler's get()/post()/... ; what it write()s, its status,
+                headers and cookies become an HttpResponse
+      ──> settings.MIDDLEWARE (response phase): session cookie, csrftoken, headers
+      ──> that HttpResponse is written to the client by Tornado
+      ──> response.close() -> request_finished (on the lane), lane released
+
+The middleware chain is Django's own (``BaseHandler.load_middleware(is_async=True)``); its
+innermost ``_get_response_async`` is Django's too, with ``resolve_request`` answering with
+the handler method instead of consulting the URLconf. This is private Django API, pinned by
+hybrid's Django requirement and covered by tests (DESIGN.md trap 4).
+
+Consequences worth knowing:
+
+* ``prepare()`` runs before the middleware (``django_request`` is not set yet).
+* A response produced by middleware (a login redirect, a CSRF 403) is what the client gets;
+  the handler method does not run.
+* ``self.write()`` / ``self.finish()`` / ``self.redirect()`` / ``self.send_error()`` are
+  captured until the method returns, so response middleware sees the whole response. The
+  first ``await self.flush()`` commits the status and headers instead: middleware then sees
+  a ``StreamingHttpResponse`` whose chunks are what the handler flushes, sent as it flushes
+  them (middleware that consumes the content, such as GZip's, buffers it).
+* Exceptions other than Tornado's ``HTTPError`` get Django's treatment
+  (``process_exception``, ``Http404`` -> 404, ``PermissionDenied`` -> 403, 500 page,
+  ``got_request_exception``); ``HTTPError`` keeps Tornado's (``write_error``).
+* ETags are Django's business (``ConditionalGetMiddleware``); Tornado adds none.
+* ``ATOMIC_REQUESTS`` does not wrap handlers (they are async); use
+  ``await hybrid.run_sync(fn)`` with ``transaction.atomic()`` inside ``fn``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import io
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from tornado import httputil
+from tornado.concurrent import Future
+from tornado.iostream import StreamClosedError
+from tornado.web import HTTPError, RequestHandler
+
+from hybrid.bridge.decorators import view_decorators
+from hybrid.bridge.fallback import build_scope, make_async_streaming
+from hybrid.bridge.lanes import lane_context
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest, HttpResponseBase
+
+__all__ = ["DjangoHandler"]
+
+app_log = logging.getLogger("hybrid.application")
+
+_HTTP_METHODS = ("get", "head", "post", "delete", "patch", "put", "options")
+
+
+class _Stream:
+    """Chunks the handler flushed after it committed to streaming."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[bytes, Future[None]] | None] = asyncio.Queue()
+
+    async def chunks(self) -> Any:
+        while (item := await self.queue.get()) is not None:
+            chunk, sent = item
+            try:
+                yield chunk
+            finally:
+                if not sent.done():
+                    sent.set_result(None)
+
+
+class DjangoHandler(RequestHandler):
+    """A Tornado handler whose methods run inside ``settings.MIDDLEWARE`` like a Django view.
+
+    Write ``async def get(self, ...)`` etc. as with any Tornado handler. Inside them:
+
+    * ``self.django_request`` is the Django ``HttpRequest`` (an ``ASGIRequest``): its
+      ``session``, ``COOKIES``, ``META``, ``POST``; ``await self.django_request.auser()`` is
+      the user (``request.user`` would query synchronously and raise
+      ``SynchronousOnlyOperation`` on the loop);
+    * Django's async ORM (``aget``, ``acreate``, ``async for``) runs on this request's
+      database thread, and ``await hybrid.run_sync(fn)`` runs sync code there;
+    * CSRF is enforced for unsafe methods unless the class or method is
+      :func:`~hybrid.csrf_exempt` (or the class sets ``csrf_exempt = True``);
+    * :func:`~hybrid.login_required` and :func:`~hybrid.permission_required` guard methods.
+
+    See the module docstring for how responses, streaming and errors are translated.
+    """
+
+    #: The Django request of the current request, set before the handler method runs.
+    django_request: HttpRequest
+    #: True to skip CSRF checks for every method of the class (see :func:`hybrid.csrf_exempt`).
+    csrf_exempt: ClassVar[bool] = False
+
+    _capturing = False
+    _stream: _Stream | None = None
+    _committed: asyncio.Event | None = None
+    _method_task: asyncio.Future[None] | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _HTTP_METHODS:
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_hybrid_through_django", False):
+                setattr(cls, name, _through_django(method))
+
+    def compute_etag(self) -> None:
+        return None
+
+    # -- output capture while the handler method runs as the Django view -----------------
+    #
+    # While ``_capturing``, write()/flush()/finish() called by the handler (directly or via
+    # redirect(), send_error(), render()) fill the Django response instead of the wire;
+    # ``_finished`` is set by a captured finish() so that Tornado's own checks ("Cannot
+    # write() after finish()") still hold. The final response goes out through
+    # ``_wire_flush`` / ``_wire_finish``, which use Tornado's real methods.
+
+    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Future[None]:
+        if not self._capturing:
+            return super().finish(chunk)
+        if self._finished:
+            raise RuntimeError("finish() called twice")
+        if chunk is not None:
+            self.write(chunk)
+        self._finished = True
+        if self._stream is not None:
+            return self.flush()
+        return _done()
+
+    def flush(self, include_footers: bool = False) -> Future[None]:
+        if not self._capturing:
+            return super().flush(include_footers)
+        chunk = b"".join(self._write_buffer)
+        self._write_buffer = []
+        if self._stream is None:
+            self._stream = _Stream()
+            self._headers_at_commit = self._headers.copy()
+            self._cookies_at_commit = getattr(self, "_new_cookie", None)
+            self._status_at_commit = (self._status_code, self._reason)
+            assert self._committed is not None
+            self._committed.set()
+        sent: Future[None] = Future()
+        if chunk:
+            self._stream.queue.put_nowait((chunk, sent))
+        else:
+            sent.set_result(None)
+        return sent
+
+    def _wire_flush(self, chunk: bytes) -> Future[None]:
+        pending, self._write_buffer = self._write_buffer, [chunk] if chunk else []
+        try:
+            return super().flush()
+        finally:
+            self._write_buffer = pending
+
+    def _wire_finish(self, chunk: bytes = b"") -> None:
+        self._write_buffer = [chunk] if chunk else []
+        self._capturing = False
+        self._finished = False
+        super().finish()
+
+    # -- the request, through Django ----------------------------------------------------
+
+    async def _through_django(
+        self, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        settings = self.application.settings
+        config = settings.get("hybrid_config")
+        pool = settings.get("hybrid_db_threads")
+        signals_on = config.request_signals if config is not None else True
+        async with lane_context(pool):
+            await self._serve(method, args, kwargs, signals_on)
+
+    async def _serve(
+        self,
+        method: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        signals_on: bool,
+    ) -> None:
+        from asgiref.sync import sync_to_async
+        from django.core import signals
+        from django.urls import set_script_prefix
+
+        chain = _chain(self.application)
+        settings = self.application.settings
+        config = settings.get("hybrid_config")
+        port = settings.get("hybrid_port")
+        server = (config.host, port) if config is not None and port is not None else None
+        scope = build_scope(self.request, server)
+        set_script_prefix("/")
+        if signals_on:
+            await signals.request_started.asend(sender=type(chain), scope=scope)
+        request, response = chain.create_request(scope, io.BytesIO(self.request.body))
+        if request is not None:
+            self.django_request = request
+            request._hybrid_view = (self._make_view(method), args, kwargs)
+            response = await chain.run_get_response(request)
+        try:
+            await self._relay(response)
+        finally:
+            if signals_on:
+                await sync_to_async(response.close)()  # sends request_finished
+            else:
+                for closer in response._resource_closers:
+                    closer()
+                response._resource_closers.clear()
+
+    def _make_view(self, method: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+        async def view(request: Any, *args: Any, **kwargs: Any) -> Any:
+            return await self._run_method(method, args, kwargs)
+
+        view.__name__ = view.__qualname__ = f"{type(self).__qualname__}.{method.__name__}"
+        view.__module__ = type(self).__module__
+        if getattr(type(self), "csrf_exempt", False) or getattr(method, "csrf_exempt", False):
+            view.csrf_exempt = True  # type: ignore[attr-defined]
+        wrapped: Any = view
+        for decorate in view_decorators(method):
+            wrapped = decorate(wrapped)
+        return wrapped  # type: ignore[no-any-return]
+
+    async def _run_method(
+        self, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> HttpResponseBase:
+        """Run the handler method as the Django view; its output becomes the response."""
+        self._capturing = True
+        self._committed = asyncio.Event()
+        task = self._method_task = asyncio.ensure_future(self._call_method(method, args, kwargs))
+        committed = asyncio.ensure_future(self._committed.wait())
+        try:
+            await asyncio.wait([task, committed], return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            committed.cancel()
+        if task.done() and self._stream is None:
+            task.result()  # raises the handler's exception into Django's handling
+            return self._buffered_response()
+        return self._streaming_response(task)
+
+    async def _call_method(
+        self, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        try:
+            result = method(self, *args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            if result is not None:
+                raise TypeError(
+                    f"{type(self).__qualname__}.{method.__name__}() returned {result!r}; "
+                    "handler methods write their response (self.write) and return None"
+                )
+        except HTTPError as exc:
+            if self._stream is not None:
+                raise
+            self.log_exception(type(exc), exc, exc.__traceback__)
+            self.send_error(exc.status_code, exc_info=(type(exc), exc, exc.__traceback__))
+        finally:
+            if self._stream is not None:
+                if not self._finished:
+                    self.flush()
+                self._stream.queue.put_nowait(None)
+
+    def _buffered_response(self) -> HttpResponseBase:
+        from django.http import HttpResponse
+
+        response = HttpResponse(
+            b"".join(self._write_buffer), status=self._status_code, reason=self._reason
+        )
+        self._write_buffer = []
+        self._copy_headers(response, self._headers, getattr(self, "_new_cookie", None))
+        return response
+
+    def _streaming_response(self, task: asyncio.Future[None]) -> HttpResponseBase:
+        from django.http import StreamingHttpResponse
+
+        assert self._stream is not None
+        status, reason = self._status_at_commit
+        stream = self._stream
+
+        async def content() -> Any:
+            async for chunk in stream.chunks():
+                yield chunk
+            await task  # the handler's exception, if it raised after committing
+
+        response = StreamingHttpResponse(content(), status=status, reason=reason)
+        self._copy_headers(response, self._headers_at_commit, self._cookies_at_commit)
+        return response
+
+    @staticmethod
+    def _copy_headers(response: HttpResponseBase, headers: Any, cookies: Any) -> None:
+        del response["Content-Type"]
+        for name, value in headers.get_all():
+            if name.lower() == "set-cookie":
+                response.cookies.load(value)
+            elif name in response:
+                response[name] = f"{response[name]}, {value}"
+            else:
+                response[name] = value
+        for key, morsel in (cookies or {}).items():
+            response.cookies[key] = morsel
+
+    async def _relay(self, response: HttpResponseBase) -> None:
+        """Write the final (post-middleware) Django response with Tornado."""
+        self._headers = httputil.HTTPHeaders()
+        if hasattr(self, "_new_cookie"):
+            del self._new_cookie  # already part of the Django response
+        self.set_status(response.status_code, reason=response.reason_phrase)
+        for name, value in response.items():
+            self.set_header(name, value)
+        for cookie in response.cookies.values():
+            self.add_header("Set-Cookie", cookie.output(header="").strip())
+        if not response.streaming:
+            send = not self._should_not_send_content(response.status_code)
+            self._wire_finish(response.content if send else b"")
+            return
+        make_async_streaming(response)
+        try:
+            async with aclosing(aiter(response)) as parts:
+                async for part in parts:
+                    await self._wire_flush(part)
+        except StreamClosedError:
+            self._capturing = False
+            return
+        except BaseException:
+            self._capturing = False  # Tornado's error handling takes over
+            raise
+        finally:
+            if self._method_task is not None and not self._method_task.done():
+                self._method_task.cancel()  # the client went away mid-stream
+        self._wire_finish()
+
+
+def _done() -> Future[None]:
+    future: Future[None] = Future()
+    future.set_result(None)
+    return future
+
+
+def _through_django(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def wrapper(self: DjangoHandler, *args: Any, **kwargs: Any) -> None:
+        await self._through_django(method, args, kwargs)
+
+    wrapper._hybrid_through_django = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _chain(application: Any) -> Any:
+    """The application's Django middleware chain around handler views (built once)."""
+    chain = getattr(application, "_hybrid_django_chain", None)
+    if chain is None:
+        chain = application._hybrid_django_chain = _make_chain()
+    return chain
+
+
+def _make_chain() -> Any:
+    from django.core.handlers.asgi import ASGIHandler
+    from django.urls import ResolverMatch
+
+    class HandlerChain(ASGIHandler):  # type: ignore[misc]  # Django is untyped
+        """``settings.MIDDLEWARE`` around whatever view the request carries.
+
+        Django's ``_get_response_async`` runs unchanged (view middleware, the view,
+        exception and template-response middleware); only the URL resolution is replaced.
+        """
+
+        def resolve_request(self, request: Any) -> Any:
+            view, args, kwargs = request._hybrid_view
+            request.resolver_match = ResolverMatch(view, args, kwargs, route=request.path)
+            return view, args, kwargs
+
+        def make_view_atomic(self, view: Any) -> Any:
+            return view  # ATOMIC_REQUESTS cannot wrap an async view
+
+    return HandlerChain()

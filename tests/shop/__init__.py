@@ -1,0 +1,1 @@
+"""A small app for the bridge tests: one model, registered in the admin."""

@@ -1,0 +1,179 @@
+"""Database threads (lanes): bounded, long-lived, one per request, signals on the lane."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core import signals
+from django.test import override_settings
+from tornado.httpclient import AsyncHTTPClient
+
+from hybrid import Config, make_app, run_sync
+from hybrid.bridge.lanes import LanePool, current_lane, get_pool
+from hybrid.web import HybridApplication
+
+ROUTES = "testproject.bridge_routes.routes"
+POOL = 4
+
+
+@pytest.fixture
+def app(http_port: int, request: pytest.FixtureRequest) -> Iterator[HybridApplication]:
+    """The test project's app with the bridge routes; ``indirect`` params give its Config."""
+    config = getattr(request, "param", Config(db_threads=POOL))
+    with override_settings(HYBRID_ROUTES=ROUTES):
+        yield make_app(config, http_port)
+
+
+@pytest.fixture
+def signal_threads() -> Iterator[list[tuple[str, str]]]:
+    """(signal, thread name) for every request_started / request_finished sent."""
+    seen: list[tuple[str, str]] = []
+
+    def started(**kwargs: Any) -> None:
+        seen.append(("started", threading.current_thread().name))
+
+    def finished(**kwargs: Any) -> None:
+        seen.append(("finished", threading.current_thread().name))
+
+    signals.request_started.connect(started)
+    signals.request_finished.connect(finished)
+    yield seen
+    signals.request_started.disconnect(started)
+    signals.request_finished.disconnect(finished)
+
+
+async def get_json(client: AsyncHTTPClient, url: str) -> Any:
+    return json.loads((await client.fetch(url)).body)
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_concurrent_queries_run_pool_size_at_a_time(
+    http_client: AsyncHTTPClient, base_url: str
+) -> None:
+    await get_json(http_client, base_url + "/bridge/slow?s=0")  # warm up
+    started = time.monotonic()
+    answers = await asyncio.gather(
+        *(get_json(http_client, base_url + "/bridge/slow?s=0.2") for _ in range(20))
+    )
+    took = time.monotonic() - started
+    rounds = math.ceil(20 / POOL)  # 5 rounds of 0.2 s: 1.0 s, where one thread takes 4 s
+    assert 0.2 * rounds - 0.05 <= took < 0.2 * rounds + 0.8, f"took {took:.2f}s"
+    threads = {answer["thread"] for answer in answers}
+    assert len(threads) == POOL
+    assert all(name.startswith("hybrid-db-") for name in threads)
+
+
+@pytest.mark.gen_test
+async def test_a_request_keeps_one_thread_for_all_its_orm_calls(
+    http_client: AsyncHTTPClient, base_url: str
+) -> None:
+    answers = await asyncio.gather(
+        *(get_json(http_client, base_url + "/bridge/threads") for _ in range(8))
+    )
+    for answer in answers:
+        assert len(answer["threads"]) == 1
+        assert answer["threads"][0].startswith("hybrid-db-")
+
+
+@pytest.mark.gen_test
+async def test_atomic_block_through_run_sync_commits_or_rolls_back(
+    http_client: AsyncHTTPClient, base_url: str
+) -> None:
+    kept = await http_client.fetch(base_url + "/bridge/atomic?name=kept", method="POST", body="")
+    assert json.loads(kept.body) == {"count": 2}
+    undone = await http_client.fetch(
+        base_url + "/bridge/atomic?name=undone&fail=1", method="POST", body="", raise_error=False
+    )
+    assert undone.code == 409
+    assert json.loads(undone.body) == {"count": 0}
+
+
+@pytest.mark.gen_test
+async def test_sync_django_views_run_on_the_lanes_not_new_threads(
+    http_client: AsyncHTTPClient, base_url: str
+) -> None:
+    before = set(threading.enumerate())
+    answers = await asyncio.gather(
+        *(get_json(http_client, base_url + "/django/thread") for _ in range(30))
+    )
+    names = {answer["thread"] for answer in answers}
+    assert names <= {f"hybrid-db-{n}_0" for n in range(POOL)}
+    # Django's own ASGI entry point would have started a ThreadPoolExecutor per request.
+    new = {thread.name for thread in set(threading.enumerate()) - before}
+    assert all(name.startswith(("hybrid-db-", "asyncio_")) for name in new), new
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("path", ["/bridge/db", "/django/thread", "/django/async"])
+async def test_request_signals_are_sent_on_the_lane(
+    http_client: AsyncHTTPClient, base_url: str, signal_threads: list[tuple[str, str]], path: str
+) -> None:
+    await http_client.fetch(base_url + path)
+    for _ in range(100):  # request_finished comes when the response is out, just after
+        if len(signal_threads) == 2:
+            break
+        await asyncio.sleep(0.01)
+    kinds = [kind for kind, _ in signal_threads]
+    assert kinds == ["started", "finished"]
+    threads = {thread for _, thread in signal_threads}
+    assert len(threads) == 1 and threads.pop().startswith("hybrid-db-")
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("app", [Config(db_threads=POOL, request_signals=False)], indirect=True)
+async def test_request_signals_can_be_switched_off_for_handlers(
+    app: HybridApplication,
+    http_client: AsyncHTTPClient,
+    base_url: str,
+    signal_threads: list[tuple[str, str]],
+) -> None:
+    assert app.settings["hybrid_config"].request_signals is False
+    response = await http_client.fetch(base_url + "/bridge/db")
+    await asyncio.sleep(0.05)
+    assert response.code == 200
+    assert signal_threads == []
+
+
+@pytest.mark.gen_test
+async def test_run_sync_outside_a_request_leases_a_lane() -> None:
+    assert current_lane() is None
+    name = await run_sync(lambda: threading.current_thread().name)
+    assert name.startswith("hybrid-db-")
+    assert get_pool().busy == 0
+
+
+@pytest.mark.gen_test
+async def test_pool_hands_lanes_out_first_come_first_served() -> None:
+    pool = LanePool(2)
+    first, second = await pool.acquire(), await pool.acquire()
+    assert first is not second and pool.busy == 2
+    waiting = [asyncio.ensure_future(pool.acquire()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert pool.waiting == 3
+    waiting[0].cancel()  # a request that gave up while waiting takes nothing
+    await asyncio.sleep(0)
+    pool.release(first)
+    assert await waiting[1] is first
+    pool.release(second)
+    assert await waiting[2] is second
+    pool.release(first)
+    pool.release(second)
+    assert pool.busy == 0 and pool.waiting == 0
+    await pool.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await pool.acquire()
+
+
+def test_default_pool_size_follows_the_connection_budget() -> None:
+    assert Config(ports=(8001,)).db_thread_count == 8
+    assert Config(ports=tuple(range(8001, 8013))).db_thread_count == 4  # 4 x 12 x 2 <= 100
+    assert Config(ports=tuple(range(8001, 8101))).db_thread_count == 1
+    assert Config(db_threads=3).db_thread_count == 3
+    assert Config.from_sources({}, {"HYBRID_DB_THREADS": "5"}).db_thread_count == 5

@@ -1,0 +1,138 @@
+"""Connection hygiene and the bounded ORM on a real MariaDB, through the real ``hybrid serve``.
+
+Every test here starts ``scripts/mariadb`` (once per session, the ``mariadb`` fixture) and
+the test project with ``settings_mysql``: ``CONN_MAX_AGE = 60``, ``CONN_HEALTH_CHECKS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from conftest import HybridProcess, MariaDB, hybrid_env
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+
+#: Requests for the leak test. The issue's 10,000 take ~20 s on 2 cores; 2,000 show the
+#: same plateau (every lane's connection is reused from the first requests on).
+#: ``HYBRID_LEAK_REQUESTS=10000 pytest tests/test_hygiene.py`` runs the full count.
+LEAK_REQUESTS = int(os.environ.get("HYBRID_LEAK_REQUESTS", "2000"))
+
+
+@pytest.fixture
+def serve_mysql(
+    hybrid_serve: Callable[..., HybridProcess], mariadb: MariaDB
+) -> Callable[..., HybridProcess]:
+    def start(*args: str, ports: list[int]) -> HybridProcess:
+        return hybrid_serve(
+            *args,
+            ports=ports,
+            settings="testproject.settings_mysql",
+            env=hybrid_env(**mariadb.env),
+        )
+
+    return start
+
+
+@pytest.fixture
+def short_wait_timeout(mariadb: MariaDB) -> Iterator[None]:
+    """MariaDB drops connections idle for 2 s (those opened from now on)."""
+    mariadb.query("SET GLOBAL wait_timeout=2")
+    yield
+    mariadb.query("SET GLOBAL wait_timeout=28800")
+
+
+def threads_connected(mariadb: MariaDB) -> int:
+    """Client connections to the server, this question's own excluded."""
+    rows = mariadb.query("SHOW GLOBAL STATUS LIKE 'Threads_connected'")
+    return int(rows[0][1]) - 1
+
+
+def get(url: str) -> tuple[int, bytes]:
+    async def fetch() -> HTTPResponse:
+        return await AsyncHTTPClient().fetch(url, raise_error=False)
+
+    response = asyncio.run(fetch())
+    return response.code, response.body
+
+
+@pytest.mark.usefixtures("short_wait_timeout")
+def test_stale_connection_is_replaced_before_the_next_request(
+    serve_mysql: Callable[..., HybridProcess], free_ports: Callable[[int], list[int]]
+) -> None:
+    server = serve_mysql("--db-threads", "1", ports=free_ports(1))
+    url = server.url(server.ports[0], "/bridge/db")
+    assert get(url)[0] == 200  # the lane's connection opens, with wait_timeout=2
+    time.sleep(3)  # ... and the server drops it
+    code, body = get(url)
+    assert code == 200, body
+    assert "gone away" not in server.stderr
+
+
+@pytest.mark.usefixtures("short_wait_timeout")
+def test_without_request_signals_the_stale_connection_fails(
+    serve_mysql: Callable[..., HybridProcess], free_ports: Callable[[int], list[int]]
+) -> None:
+    """The negative control: what every Tornado + Django server without hygiene does."""
+    server = serve_mysql("--db-threads", "1", "--request-signals", "false", ports=free_ports(1))
+    url = server.url(server.ports[0], "/bridge/db")
+    assert get(url)[0] == 200
+    time.sleep(3)
+    assert get(url)[0] == 500
+    assert "OperationalError: (2006, \"MySQL server has gone away" in server.stderr
+
+
+def test_concurrent_queries_run_pool_size_at_a_time(
+    serve_mysql: Callable[..., HybridProcess], free_ports: Callable[[int], list[int]]
+) -> None:
+    server = serve_mysql("--db-threads", "4", ports=free_ports(1))
+    url = server.url(server.ports[0], "/bridge/slow?s=0.2")
+
+    async def burst() -> tuple[float, list[Any]]:
+        client = AsyncHTTPClient(max_clients=20)
+        await client.fetch(url.replace("0.2", "0"))  # open the connections first
+        started = time.monotonic()
+        responses = await asyncio.gather(*(client.fetch(url) for _ in range(20)))
+        return time.monotonic() - started, [json.loads(r.body) for r in responses]
+
+    took, answers = asyncio.run(burst())
+    rounds = math.ceil(20 / 4)  # SELECT SLEEP(0.2) x 20 on 4 threads: 1.0 s, not 4 s
+    assert 0.2 * rounds - 0.05 <= took < 0.2 * rounds + 0.8, f"took {took:.2f}s"
+    assert len({answer["thread"] for answer in answers}) == 4
+
+
+def test_connections_stay_within_threads_times_workers(
+    serve_mysql: Callable[..., HybridProcess],
+    free_ports: Callable[[int], list[int]],
+    mariadb: MariaDB,
+) -> None:
+    threads, ports = 3, free_ports(2)
+    server = serve_mysql("--db-threads", str(threads), ports=ports)
+    urls = [server.url(port, "/bridge/db") for port in ports]
+    peak = 0
+
+    async def hammer() -> int:
+        nonlocal peak
+        client = AsyncHTTPClient(max_clients=32)
+        codes: list[int] = []
+        for start in range(0, LEAK_REQUESTS, 64):
+            batch = range(start, min(start + 64, LEAK_REQUESTS))
+            responses = await asyncio.gather(
+                *(client.fetch(urls[n % 2], raise_error=False) for n in batch)
+            )
+            codes += [r.code for r in responses]
+            if start % 640 == 0:
+                peak = max(peak, threads_connected(mariadb))
+        assert set(codes) == {200}
+        return len(codes)
+
+    assert asyncio.run(hammer()) == LEAK_REQUESTS
+    after = threads_connected(mariadb)
+    assert peak <= threads * len(ports), peak
+    assert after <= threads * len(ports), after
+    assert after >= 1  # CONN_MAX_AGE = 60: the lanes keep their connections
