@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 from hybrid import __version__
 from hybrid.arbiter import serve
-from hybrid.config import OPTIONS, Config, build_config
+from hybrid.config import OPTIONS, Config, Option, build_config
 from hybrid.errors import ConfigError, HybridError
 from hybrid.log import configure_logging
 
@@ -40,14 +40,33 @@ def add_serve_arguments(parser: argparse.ArgumentParser, *, django_builtins: boo
     for option in OPTIONS:
         if option.django_builtin and not django_builtins:
             continue
-        parser.add_argument(
-            option.flag,
-            dest=option.name,
-            default=None,
-            metavar=option.metavar,
-            action="append" if option.repeat else "store",
-            help=f"{option.help} [env {option.env}]",
-        )
+        _add_option(parser, option)
+
+
+def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
+    parser.add_argument(
+        option.flag,
+        dest=option.name,
+        default=None,
+        metavar=option.metavar,
+        action="append" if option.repeat else "store",
+        help=f"{option.help} [env {option.env}]",
+    )
+
+
+def _add_pidfile_command(
+    commands: Any, name: str, help: str, **defaults: object
+) -> argparse.ArgumentParser:
+    """A subcommand that talks to a running master through its ``--pidfile``."""
+    sub: argparse.ArgumentParser = commands.add_parser(name, help=help)
+    sub.add_argument(
+        "--pidfile",
+        required=True,
+        metavar="FILE",
+        help="the file given to `hybrid serve --pidfile`",
+    )
+    sub.set_defaults(command_parser=sub, **defaults)
+    return sub
 
 
 def run_serve(cli_values: dict[str, object], prog: str) -> int:
@@ -212,15 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         "settings",
         "pythonpath",
     ):
-        option = by_name[name]
-        nginx_parser.add_argument(
-            option.flag,
-            dest=option.name,
-            default=None,
-            metavar=option.metavar,
-            action="append" if option.repeat else "store",
-            help=f"{option.help} [env {option.env}]",
-        )
+        _add_option(nginx_parser, by_name[name])
     nginx_parser.add_argument(
         "--listen",
         default=None,
@@ -234,39 +245,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="nginx's prefix directory: pid, logs, temporary files (default: here)",
     )
     nginx_parser.set_defaults(command_parser=nginx_parser)
-    status_parser = commands.add_parser(
-        "status", help="show a running master's workers: port, pid, uptime, requests, RSS"
-    )
-    status_parser.add_argument(
-        "--pidfile",
-        required=True,
-        metavar="FILE",
-        help="the file given to `hybrid serve --pidfile`",
+    status_parser = _add_pidfile_command(
+        commands, "status", "show a running master's workers: port, pid, uptime, requests, RSS"
     )
     status_parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    status_parser.set_defaults(command_parser=status_parser)
-    metrics_parser = commands.add_parser(
-        "metrics", help="print every worker's Prometheus metrics, merged with a port label"
+    _add_pidfile_command(
+        commands, "metrics", "print every worker's Prometheus metrics, merged with a port label"
     )
-    metrics_parser.add_argument(
-        "--pidfile",
-        required=True,
-        metavar="FILE",
-        help="the file given to `hybrid serve --pidfile`",
+    _add_pidfile_command(
+        commands,
+        "reload",
+        "tell a running master to replace its workers one port at a time (SIGHUP)",
+        signum=signal.SIGHUP,
     )
-    metrics_parser.set_defaults(command_parser=metrics_parser)
-    for name, signum, what in (
-        ("reload", signal.SIGHUP, "replace the workers one port at a time (SIGHUP)"),
-        ("stop", signal.SIGTERM, "stop gracefully (SIGTERM)"),
-    ):
-        sub = commands.add_parser(name, help=f"tell a running master to {what}")
-        sub.add_argument(
-            "--pidfile",
-            required=True,
-            metavar="FILE",
-            help="the file given to `hybrid serve --pidfile`",
-        )
-        sub.set_defaults(command_parser=sub, signum=signum)
+    _add_pidfile_command(
+        commands,
+        "stop",
+        "tell a running master to stop gracefully (SIGTERM)",
+        signum=signal.SIGTERM,
+    )
     return parser
 
 
