@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from hybrid.arbiter import serve
 from hybrid.bridge import (
     DjangoHandler,
+    DjangoWebSocketHandler,
     csrf_exempt,
     login_required,
     permission_required,
@@ -61,6 +62,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DjangoHandler",
+    "DjangoWebSocketHandler",
     "HybridError",
     "Limits",
     "OutputEvent",

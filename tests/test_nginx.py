@@ -124,7 +124,14 @@ def test_render_has_every_required_directive(tmp_path: Path, static_dir: Path) -
     assert directives(location, "proxy_pass") == ["http://hybrid_workers"]
     assert directives(location, "proxy_http_version") == ["1.1"]
     headers = dict(h.split(None, 1) for h in directives(location, "proxy_set_header"))
-    assert headers["Connection"] == '""'
+    # Connection is "" (upstream keepalive) except for WebSocket handshakes ("upgrade").
+    assert headers["Connection"] == "$hybrid_connection"
+    assert headers["Upgrade"] == "$http_upgrade"
+    connection_map = block(text, "map $http_upgrade $hybrid_connection")
+    assert [line.split() for line in connection_map.strip().splitlines() if line.strip()] == [
+        ["default", "upgrade;"],
+        ['""', '"";'],
+    ]
     assert headers["Host"] in ("$host", "$http_host", "$hybrid_host")
     assert headers["X-Real-IP"] == "$remote_addr"
     assert headers["X-Forwarded-For"] == "$proxy_add_x_forwarded_for"

@@ -271,7 +271,7 @@ def test_hybrid_nginx_prints_a_config_nginx_accepts(free_ports: Ports, tmp_path:
         "proxy_next_upstream_tries 4",
         "client_max_body_size 2000000",
         "keepalive 32",
-        'proxy_set_header Connection ""',
+        "proxy_set_header Connection $hybrid_connection",
     ):
         assert needle in result.stdout
     check = subprocess.run(

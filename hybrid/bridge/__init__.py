@@ -4,7 +4,8 @@
 Django's own ASGI handler, driven from the worker's IOLoop. ``handler`` runs
 :class:`DjangoHandler` methods inside the project's middleware chain; ``lanes`` holds the
 worker's database threads (:func:`run_sync`); ``decorators`` has Django's access
-decorators for handler methods. Importing this package does not import Django.
+decorators for handler methods; ``websocket`` has
+:class:`DjangoWebSocketHandler`. Importing this package does not import Django.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from hybrid.bridge.decorators import csrf_exempt, login_required, permission_req
 from hybrid.bridge.fallback import DjangoFallbackHandler, build_scope, make_asgi_handler
 from hybrid.bridge.handler import DjangoHandler
 from hybrid.bridge.lanes import LanePool, get_pool, lane_context, run_sync
+from hybrid.bridge.websocket import DjangoWebSocketHandler
 
 __all__ = [
     "DjangoFallbackHandler",
     "DjangoHandler",
+    "DjangoWebSocketHandler",
     "LanePool",
     "build_scope",
     "csrf_exempt",

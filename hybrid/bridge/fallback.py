@@ -13,9 +13,10 @@ Django view (Django's own ``listen_for_disconnect`` sees ``http.disconnect``).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 from tornado.httputil import HTTPServerRequest
 from tornado.iostream import StreamClosedError
@@ -45,7 +46,16 @@ ASGIApp = Callable[
 def build_scope(
     request: HTTPServerRequest, server: tuple[str, int] | None = None
 ) -> dict[str, Any]:
-    """The ASGI HTTP connection scope for a Tornado request (ASGI spec 2.3)."""
+    """The ASGI HTTP connection scope for a Tornado request (ASGI spec 2.3).
+
+    Tornado hands over the request line decoded as latin-1; the bytes are recovered from
+    it. Bytes that are not UTF-8 never reach Django as such (whose ``ASGIRequest`` would
+    fail on them with a 500 or a 400 with a traceback): in ``path`` they stay
+    percent-encoded, as Django's WSGI handler keeps them (``repercent_broken_unicode``), so
+    such a URL resolves like any unknown one (404); in ``query_string`` every non-ASCII
+    byte is percent-encoded (what browsers send anyway), which Django decodes to the same
+    text when it is UTF-8 and to U+FFFD where it is not.
+    """
     raw_path = request.path.encode("latin-1")
     headers = [
         (name.lower().encode("latin-1"), value.encode("latin-1"))
@@ -57,15 +67,33 @@ def build_scope(
         "http_version": request.version.removeprefix("HTTP/"),
         "method": request.method or "GET",
         "scheme": request.protocol,
-        "path": unquote(request.path, encoding="utf-8", errors="surrogateescape"),
+        "path": _decode_path(raw_path),
         "raw_path": raw_path,
-        "query_string": request.query.encode("latin-1"),
+        "query_string": _NON_ASCII.sub(_percent, request.query.encode("latin-1")),
         "root_path": "",
         "headers": headers,
         "client": (request.remote_ip, 0) if request.remote_ip else None,
         "server": server,
         "state": {},
     }
+
+
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+
+
+def _percent(match: re.Match[bytes]) -> bytes:
+    return b"%%%02X" % match[0][0]
+
+
+def _decode_path(raw_path: bytes) -> str:
+    """The percent-decoded path; bytes that are not UTF-8 stay percent-encoded."""
+    path = unquote_to_bytes(raw_path)
+    try:
+        return path.decode("utf-8")
+    except UnicodeDecodeError:
+        from django.utils.encoding import repercent_broken_unicode
+
+        return bytes(repercent_broken_unicode(path)).decode("utf-8")
 
 
 def make_async_streaming(response: Any) -> None:
@@ -157,6 +185,11 @@ class DjangoFallbackHandler(RequestHandler):
 
     def on_connection_close(self) -> None:
         self._disconnected.set()
+
+    def _clear_representation_headers(self) -> None:
+        # Tornado drops Content-Type/-Language/-Encoding from 204 and 304 responses; Django
+        # decides what its responses carry (tests/test_parity.py).
+        return None
 
     async def get(self, *args: str, **kwargs: str) -> None:
         await self._asgi_app(build_scope(self.request, self._server), self._receive, self._send)

@@ -41,6 +41,7 @@ import asyncio
 import functools
 import inspect
 import io
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
@@ -118,6 +119,24 @@ class DjangoHandler(RequestHandler):
 
     def compute_etag(self) -> None:
         return None
+
+    def _clear_representation_headers(self) -> None:
+        # Tornado drops Content-Type/-Language/-Encoding from 204 and 304 responses; the
+        # Django response (after middleware) decides what it carries.
+        return None
+
+    def json_body(self) -> Any:
+        """The request body parsed as JSON; Django's 400 (``BadRequest``) when it is not.
+
+        Not UTF-8, not JSON, or nested too deeply to parse: the client gets 400, logged as
+        a warning on ``django.request`` without a traceback, never a 500.
+        """
+        from django.core.exceptions import BadRequest
+
+        try:
+            return json.loads(self.request.body)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            raise BadRequest(f"the request body is not valid JSON: {exc}") from None
 
     # -- output capture while the handler method runs as the Django view -----------------
     #
@@ -256,8 +275,12 @@ class DjangoHandler(RequestHandler):
     ) -> None:
         try:
             result = method(self, *args, **kwargs)
+            if inspect.iscoroutine(result) and not _is_async(method):
+                raise _unawaited(self, method, result)
             if inspect.isawaitable(result):
                 result = await result
+            if inspect.iscoroutine(result):
+                raise _unawaited(self, method, result)
             if result is not None:
                 raise TypeError(
                     f"{type(self).__qualname__}.{method.__name__}() returned {result!r}; "
@@ -342,6 +365,27 @@ class DjangoHandler(RequestHandler):
             if self._method_task is not None and not self._method_task.done():
                 self._method_task.cancel()  # the client went away mid-stream
         self._wire_finish()
+
+
+def _unawaited(handler: DjangoHandler, method: Callable[..., Any], result: Any) -> TypeError:
+    """The error for a coroutine a handler method returned instead of awaiting it.
+
+    Like Django's ``adapt_method_mode`` check: a plain ``def`` method that returns a
+    coroutine (``return self.save()``), or an ``async def`` method whose result is itself a
+    coroutine, forgot an ``await``. The coroutine is closed so Python does not warn too.
+    """
+    result.close()
+    name = f"{type(handler).__qualname__}.{method.__name__}()"
+    return TypeError(
+        f"{name} returned an unawaited coroutine ({result.__qualname__}); add await "
+        "where it is called (and make the method async def)"
+    )
+
+
+def _is_async(method: Callable[..., Any]) -> bool:
+    from asgiref.sync import iscoroutinefunction
+
+    return iscoroutinefunction(method) or iscoroutinefunction(inspect.unwrap(method))
 
 
 def _done() -> Future[None]:

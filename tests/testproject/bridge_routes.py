@@ -11,6 +11,7 @@ from tornado.web import HTTPError
 
 from hybrid import DjangoHandler, csrf_exempt, login_required, permission_required, run_sync
 from testproject.routes import routes as base_routes
+from testproject.ws_routes import routes as websocket_routes
 
 
 class WhoAmI(DjangoHandler):
@@ -86,7 +87,41 @@ class Errors(DjangoHandler):
             from django.http import Http404
 
             raise Http404("no such thing")
+        if kind == "denied":
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied("not you")
+        if kind == "suspicious":
+            from django.core.exceptions import SuspiciousOperation
+
+            raise SuspiciousOperation("fishy input")
+        if kind == "tornado400":
+            raise HTTPError(400, "bad thing %s", "logged")
         raise RuntimeError("boom")
+
+
+async def _save_something() -> None:
+    await asyncio.sleep(0)
+
+
+@csrf_exempt
+class JsonEcho(DjangoHandler):
+    """Parses a JSON body with DjangoHandler.json_body() (400 when it is not JSON)."""
+
+    async def post(self) -> None:
+        data = self.json_body()
+        self.write({"type": type(data).__name__})
+
+
+class Unawaited(DjangoHandler):
+    """Handler methods that forgot an await (the error must name the fix)."""
+
+    async def get(self):
+        return _save_something()  # forgot the await
+
+    @csrf_exempt
+    def post(self):  # not async def, and returns a coroutine
+        return _save_something()
 
 
 class Stream(DjangoHandler):
@@ -171,4 +206,7 @@ routes = [
     (r"/bridge/threads", Threads),
     (r"/bridge/atomic", Atomic),
     (r"/bridge/db", DbPing),
+    (r"/bridge/unawaited", Unawaited),
+    (r"/bridge/json", JsonEcho),
+    *websocket_routes,
 ]

@@ -1,10 +1,11 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from testproject import views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("parity/", include("testproject.parity_views")),
     path("django/pid", views.pid),
     path("django/slow", views.slow),
     path("django/async", views.async_view),

@@ -1,0 +1,145 @@
+"""The bridge's overhead: one DB read through DjangoHandler vs a plain Tornado handler.
+
+    python scripts/bench/bridge_overhead.py [--duration 10] [--concurrency 32] [--wrk]
+
+Starts ``hybrid serve`` on one port with ``tests/testproject`` (SQLite in a temporary
+directory, migrated and seeded here), then drives ``/bench/bridged`` (a ``DjangoHandler``:
+the project's full ``settings.MIDDLEWARE``, a database lane, request signals) and
+``/bench/plain`` (a ``tornado.web.RequestHandler`` doing the same ``Item.objects.aget``)
+with the same load, one after the other, and prints requests per second and their ratio.
+The load generator is a few lines of asyncio over keep-alive HTTP/1.1 connections; with
+``--wrk`` and ``wrk`` on the PATH it uses wrk instead. Not a test: numbers depend on the
+machine, so compare runs on one machine only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TESTS = REPO / "tests"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prepare(env: dict[str, str]) -> None:
+    """Migrate the SQLite database and seed the row the endpoints read."""
+    code = (
+        "import django; django.setup();"
+        "from django.core.management import call_command; call_command('migrate', verbosity=0);"
+        "from shop.models import Item; Item.objects.get_or_create(pk=1, defaults={'name': 'bench'})"
+    )
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, check=True)
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"hybrid serve exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/plain", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("hybrid serve did not answer")
+
+
+async def one_connection(port: int, path: str, stop: float, counts: list[int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    try:
+        while time.monotonic() < stop:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"unexpected response: {head[:80]!r}")
+            length = int(re.search(rb"(?i)content-length: (\d+)", head)[1])  # type: ignore[index]
+            await reader.readexactly(length)
+            counts[0] += 1
+    finally:
+        writer.close()
+
+
+async def drive(port: int, path: str, duration: float, concurrency: int) -> float:
+    counts = [0]
+    start = time.monotonic()
+    stop = start + duration
+    await asyncio.gather(*(one_connection(port, path, stop, counts) for _ in range(concurrency)))
+    return counts[0] / (time.monotonic() - start)
+
+
+def drive_wrk(port: int, path: str, duration: float, concurrency: int) -> float:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{concurrency}", f"-d{int(duration)}s", f"http://127.0.0.1:{port}{path}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per endpoint")
+    parser.add_argument("--concurrency", type=int, default=32, help="connections")
+    parser.add_argument("--db-threads", type=int, default=8)
+    parser.add_argument("--wrk", action="store_true", help="use wrk when installed")
+    args = parser.parse_args()
+    use_wrk = args.wrk and shutil.which("wrk") is not None
+
+    workdir = tempfile.mkdtemp(prefix="hybrid-bench-")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
+    env["DJANGO_SETTINGS_MODULE"] = "testproject.settings_bench"
+    env["TESTPROJECT_DB"] = os.path.join(workdir, "bench.sqlite3")
+    prepare(env)
+
+    port = free_port()
+    argv = [sys.executable, "-m", "hybrid", "serve", "--ports", str(port)]
+    argv += ["--db-threads", str(args.db_threads), "--log-level", "warning"]
+    proc = subprocess.Popen(argv, env=env, cwd=REPO, start_new_session=True)
+    try:
+        wait_ready(port, proc)
+        results = {}
+        for name in ("plain", "bridged"):
+            path = f"/bench/{name}?pk=1"
+            if use_wrk:
+                drive_wrk(port, path, 2, args.concurrency)  # warm up
+                results[name] = drive_wrk(port, path, args.duration, args.concurrency)
+            else:
+                asyncio.run(drive(port, path, 2, args.concurrency))  # warm up
+                results[name] = asyncio.run(drive(port, path, args.duration, args.concurrency))
+        tool = "wrk" if use_wrk else "asyncio client (same process for all connections)"
+        print(f"load: {tool}, {args.concurrency} connections, {args.duration:g} s per endpoint")
+        print(f"plain RequestHandler + async ORM : {results['plain']:8.0f} req/s")
+        print(f"DjangoHandler + MIDDLEWARE + lane: {results['bridged']:8.0f} req/s")
+        print(f"ratio bridged / plain            : {results['bridged'] / results['plain']:8.2f}")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

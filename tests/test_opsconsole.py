@@ -1,0 +1,175 @@
+"""examples/opsconsole end to end: real nginx, real workers, real commands, real Chromium.
+
+Log in, run a command and see its output stream in, cancel a long one, find both in the
+history and in the admin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO_DIR, HybridProcess, hybrid_env
+from test_admin import chromium  # noqa: F401  (the headless Chromium fixture)
+
+OPSCONSOLE = REPO_DIR / "examples" / "opsconsole"
+
+Serve = Callable[..., HybridProcess]
+Ports = Callable[[int], list[int]]
+
+
+@pytest.fixture
+def console(
+    hybrid_serve: Serve, free_ports: Ports, tmp_path: Path, request: pytest.FixtureRequest
+) -> tuple[str, HybridProcess]:
+    """The console behind nginx on 2 ports, with user ops/secret; returns its base URL.
+
+    Set up as its README says: migrate, collectstatic, then ``hybrid serve --nginx`` with
+    nginx serving the collected static files.
+    """
+    # nginx's workers run as nobody when the suite runs as root: pytest's tmp_path (0700)
+    # is not readable for them, so the collected static files go to a directory that is.
+    static = Path(tempfile.mkdtemp(prefix="hybrid-opsconsole-static-"))
+    static.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(static, ignore_errors=True))
+    env = hybrid_env(
+        OPSCONSOLE_DB=str(tmp_path / "ops.sqlite3"),
+        OPSCONSOLE_STATIC=str(static),
+        DJANGO_SUPERUSER_PASSWORD="secret",
+    )
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    for argv in (
+        ["migrate", "-v0"],
+        ["collectstatic", "--noinput", "-v0"],
+        ["createsuperuser", "--noinput", "--username", "ops", "--email", "o@x.org"],
+    ):
+        subprocess.run(
+            [sys.executable, "manage.py", *argv],
+            cwd=OPSCONSOLE,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    *ports, nginx_port = free_ports(3)
+    server = hybrid_serve(
+        "--pythonpath",
+        str(OPSCONSOLE),
+        "--nginx",
+        str(nginx_port),
+        "--static",
+        f"/static/={static}",
+        ports=ports,
+        settings="opsconsole.settings",
+        env=env,
+    )
+    base = f"http://127.0.0.1:{nginx_port}"
+    deadline = time.monotonic() + 20
+    while f"serving http://127.0.0.1:{nginx_port}" not in server.stderr:
+        assert time.monotonic() < deadline, server.stderr
+        time.sleep(0.1)
+    return base, server
+
+
+def test_log_in_run_watch_cancel_and_find_the_history(
+    console: tuple[str, HybridProcess],
+    chromium: Any,  # noqa: F811
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, server = console
+    wait = WebDriverWait(chromium, 20)
+    chromium.get(base + "/")  # login_required: redirected to the login form
+    assert "/accounts/login/" in chromium.current_url
+    chromium.find_element(By.NAME, "username").send_keys("ops")
+    chromium.find_element(By.NAME, "password").send_keys("secret")
+    chromium.find_element(By.ID, "login").click()
+    state = lambda: chromium.find_element(By.ID, "state").text  # noqa: E731
+    output = lambda: chromium.find_element(By.ID, "output").text  # noqa: E731
+    wait.until(lambda _: state() == "ready")
+
+    chromium.find_element(By.ID, "run-uptime").click()
+    wait.until(lambda _: state().startswith("succeeded"))
+    assert "load average" in output()
+
+    chromium.find_element(By.ID, "run-long").click()
+    wait.until(lambda _: "step 2 of 60" in output())  # streamed while it still runs
+    assert "done" not in output()
+    chromium.find_element(By.ID, "cancel").click()
+    wait.until(lambda _: state().startswith("cancelled"))
+    assert "step 60 of 60" not in output()
+
+    chromium.get(base + "/")
+    rows = chromium.find_elements(By.CSS_SELECTOR, "tr.run-row")
+    seen = [(r.get_attribute("data-command"), r.get_attribute("data-status")) for r in rows]
+    assert seen[:2] == [("long", "cancelled"), ("uptime", "succeeded")]
+
+    chromium.get(base + "/admin/console/run/")
+    assert "2 runs" in chromium.page_source
+    assert "Traceback" not in server.stderr
+
+
+def test_websocket_refuses_anonymous_and_unknown_commands(
+    console: tuple[str, HybridProcess],
+) -> None:
+    import asyncio
+    import http.cookiejar
+    import re
+    import urllib.parse
+    import urllib.request
+
+    from tornado.httpclient import HTTPClientError, HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    base, _ = console
+    ws_url = base.replace("http://", "ws://") + "/ws/run"
+
+    async def anonymous() -> None:
+        with pytest.raises(HTTPClientError) as info:
+            await websocket_connect(HTTPRequest(ws_url, headers={"Origin": base}))
+        assert info.value.code == 403
+
+    asyncio.run(anonymous())
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(base + "/accounts/login/") as page:
+        token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.read())
+    assert token is not None
+    form = {
+        "username": "ops",
+        "password": "secret",
+        "next": "/",
+        "csrfmiddlewaretoken": token.group(1).decode(),
+    }
+    with opener.open(base + "/accounts/login/", urllib.parse.urlencode(form).encode()) as r:
+        assert r.geturl() == base + "/"
+    cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
+
+    async def logged_in() -> list[dict[str, Any]]:
+        ws = await websocket_connect(
+            HTTPRequest(ws_url, headers={"Cookie": cookie, "Origin": base})
+        )
+        messages = [json.loads(str(await ws.read_message()))]
+        for bad in ({"action": "run", "command": "rm"}, {"nonsense": 1}):
+            ws.write_message(json.dumps(bad))
+            messages.append(json.loads(str(await ws.read_message())))
+        ws.close()
+        return messages
+
+    hello, not_allowed, malformed = asyncio.run(logged_in())
+    assert hello["user"] == "ops"
+    assert [c["name"] for c in hello["commands"]] == ["disk", "uptime", "ping", "long"]
+    assert not_allowed["type"] == "error" and "not in the allow-list" in not_allowed["message"]
+    assert malformed["type"] == "error"
+    assert os.path.exists(OPSCONSOLE / "console" / "longjob.sh")
