@@ -7,7 +7,6 @@ history and in the admin.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -119,27 +118,12 @@ def test_log_in_run_watch_cancel_and_find_the_history(
     assert "Traceback" not in server.stderr
 
 
-def test_websocket_refuses_anonymous_and_unknown_commands(
-    console: tuple[str, HybridProcess],
-) -> None:
-    import asyncio
+def login_cookie(base: str, user: str = "ops", password: str = "secret") -> str:
+    """Log in through the real login form (CSRF and all); the Cookie header to send."""
     import http.cookiejar
     import re
     import urllib.parse
     import urllib.request
-
-    from tornado.httpclient import HTTPClientError, HTTPRequest
-    from tornado.websocket import websocket_connect
-
-    base, _ = console
-    ws_url = base.replace("http://", "ws://") + "/ws/run"
-
-    async def anonymous() -> None:
-        with pytest.raises(HTTPClientError) as info:
-            await websocket_connect(HTTPRequest(ws_url, headers={"Origin": base}))
-        assert info.value.code == 403
-
-    asyncio.run(anonymous())
 
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
@@ -147,29 +131,106 @@ def test_websocket_refuses_anonymous_and_unknown_commands(
         token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.read())
     assert token is not None
     form = {
-        "username": "ops",
-        "password": "secret",
+        "username": user,
+        "password": password,
         "next": "/",
         "csrfmiddlewaretoken": token.group(1).decode(),
     }
     with opener.open(base + "/accounts/login/", urllib.parse.urlencode(form).encode()) as r:
         assert r.geturl() == base + "/"
-    cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
+    return "; ".join(f"{c.name}={c.value}" for c in jar)
 
-    async def logged_in() -> list[dict[str, Any]]:
-        ws = await websocket_connect(
-            HTTPRequest(ws_url, headers={"Cookie": cookie, "Origin": base})
+
+async def converse(
+    base: str, cookie: str, sends: list[dict[str, Any]], until: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """Open /ws/run, send ``sends`` one by one, read until ``until(message)``."""
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    url = base.replace("http://", "ws://") + "/ws/run"
+    ws = await websocket_connect(HTTPRequest(url, headers={"Cookie": cookie, "Origin": base}))
+    messages = [json.loads(str(await ws.read_message()))]
+    for message in sends:
+        ws.write_message(json.dumps(message))
+    while not until(messages[-1]):
+        messages.append(json.loads(str(await ws.read_message())))
+    ws.close()
+    return messages
+
+
+def test_websocket_refuses_anonymous_and_unknown_commands(
+    console: tuple[str, HybridProcess],
+) -> None:
+    import asyncio
+
+    from tornado.httpclient import HTTPClientError, HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    base, _ = console
+
+    async def anonymous() -> None:
+        url = base.replace("http://", "ws://") + "/ws/run"
+        with pytest.raises(HTTPClientError) as info:
+            await websocket_connect(HTTPRequest(url, headers={"Origin": base}))
+        assert info.value.code == 403
+
+    asyncio.run(anonymous())
+    sends = [{"action": "run", "command": "rm"}, {"nonsense": 1}]
+    replies = asyncio.run(
+        converse(
+            base,
+            login_cookie(base),
+            sends,
+            until=lambda m: m.get("message", "").startswith("send JSON"),
         )
-        messages = [json.loads(str(await ws.read_message()))]
-        for bad in ({"action": "run", "command": "rm"}, {"nonsense": 1}):
-            ws.write_message(json.dumps(bad))
-            messages.append(json.loads(str(await ws.read_message())))
-        ws.close()
-        return messages
-
-    hello, not_allowed, malformed = asyncio.run(logged_in())
+    )
+    hello, not_allowed, malformed = replies
     assert hello["user"] == "ops"
     assert [c["name"] for c in hello["commands"]] == ["disk", "uptime", "ping", "long"]
     assert not_allowed["type"] == "error" and "not in the allow-list" in not_allowed["message"]
     assert malformed["type"] == "error"
-    assert os.path.exists(OPSCONSOLE / "console" / "longjob.sh")
+
+
+def test_runs_on_mariadb_with_one_setting(
+    hybrid_serve: Serve, free_ports: Ports, mariadb: Any
+) -> None:
+    import asyncio
+    from urllib.parse import quote
+
+    env_db = mariadb.env
+    mariadb.query("CREATE DATABASE IF NOT EXISTS opsconsole_test CHARACTER SET utf8mb4")
+    url = (
+        f"mysql://{quote(env_db['MARIADB_USER'])}:{quote(env_db['MARIADB_PASSWORD'])}@"
+        f"{env_db['MARIADB_HOST']}:{env_db['MARIADB_PORT']}/opsconsole_test"
+    )
+    env = hybrid_env(OPSCONSOLE_DB=url, DJANGO_SUPERUSER_PASSWORD="secret")
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    for argv in (
+        ["migrate", "-v0"],
+        ["createsuperuser", "--noinput", "--username", "ops", "--email", "o@x.org"],
+    ):
+        subprocess.run(
+            [sys.executable, "manage.py", *argv],
+            cwd=OPSCONSOLE,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    port = free_ports(1)[0]
+    hybrid_serve(
+        "--pythonpath", str(OPSCONSOLE), ports=[port], settings="opsconsole.settings", env=env
+    )
+    base = f"http://127.0.0.1:{port}"
+    messages = asyncio.run(
+        converse(
+            base,
+            login_cookie(base),
+            [{"action": "run", "command": "uptime"}],
+            until=lambda m: m["type"] == "done",
+        )
+    )
+    assert messages[-1]["status"] == "succeeded"
+    rows = mariadb.query("SELECT command, status, exit_status FROM opsconsole_test.console_run")
+    assert rows == [("uptime", "succeeded", 0)]
