@@ -17,6 +17,7 @@ from typing import Any
 import tornado.web
 from tornado import httputil
 from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
+from tornado.websocket import WebSocketHandler
 
 from hybrid.bridge.fallback import DjangoFallbackHandler, make_asgi_handler
 from hybrid.bridge.lanes import set_default_size
@@ -87,6 +88,8 @@ class HybridApplication(tornado.web.Application):
         super().__init__(*args, **kwargs)
         self.inflight = 0
         self.served = 0
+        #: Open WebSockets (any tornado ``WebSocketHandler``), closed when the worker drains.
+        self.websockets: weakref.WeakSet[Any] = weakref.WeakSet()
         #: Set by the worker when ``--metrics-port`` is on.
         self.metrics: WorkerMetrics | None = None
         self.draining = False
@@ -120,6 +123,9 @@ class HybridApplication(tornado.web.Application):
         """
         self.draining = True
         self._drain_started = time.monotonic()
+        for websocket in list(self.websockets):
+            # 1001 "going away": the client reconnects, and reaches a serving worker.
+            websocket.close(1001, "server restarting")
         for request_conn in self._busy:
             _close_after_response(request_conn)
 
@@ -227,6 +233,21 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
                 self._done(completed=True)
 
         self._conn.finish = finish_and_count  # type: ignore[method-assign]
+        detach = getattr(self._conn, "detach", None)
+        if detach is not None:
+
+            def detach_and_count() -> Any:
+                # A WebSocket takes the stream over: the HTTP request is over (it must not
+                # count as in flight for ever) and the socket is closed when we drain.
+                stream = detach()
+                # tornado's _RoutingDelegate -> _HandlerDelegate -> the handler
+                handler = getattr(getattr(self._inner, "delegate", None), "handler", None)
+                if isinstance(handler, WebSocketHandler):
+                    self._app.websockets.add(handler)
+                self._done(completed=True)
+                return stream
+
+            self._conn.detach = detach_and_count  # type: ignore[attr-defined]
         return self._inner.headers_received(start_line, headers)
 
     def data_received(self, chunk: bytes) -> Any:

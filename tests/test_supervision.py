@@ -416,3 +416,33 @@ def test_graceful_stop_kills_a_command_that_outlives_the_timeout(
     thread.join(timeout=10)
     assert _commands_named("29.25") == []
     assert wait_session_empty(server.pid) == []
+
+
+def test_open_websockets_are_closed_with_1001_when_the_worker_drains(
+    hybrid_serve: Serve, free_ports: Ports
+) -> None:
+    import asyncio
+
+    from tornado.websocket import websocket_connect
+
+    server = hybrid_serve("--graceful-timeout", "20", ports=free_ports(1))
+    url = f"ws://127.0.0.1:{server.ports[0]}/hybrid/echo"
+
+    async def talk_then_wait_for_close() -> tuple[int | None, float]:
+        ws = await websocket_connect(url)
+        ws.write_message("ping")
+        assert await ws.read_message() == "ping"
+        started = time.monotonic()
+        os.kill(server.pid, signal.SIGTERM)
+        assert await asyncio.wait_for(ws.read_message(), timeout=10) is None
+        took = time.monotonic() - started
+        code = ws.close_code
+        ws.close()
+        del ws  # collected while its loop still runs (tornado warns otherwise)
+        await asyncio.sleep(0)
+        return code, took
+
+    code, took = asyncio.run(talk_then_wait_for_close())
+    assert code == 1001
+    assert server.proc.wait(timeout=30) == 0
+    assert took < 5  # not held open until the 20 s graceful timeout

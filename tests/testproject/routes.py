@@ -4,6 +4,7 @@ import subprocess
 import time
 
 from tornado.web import RequestHandler
+from tornado.websocket import WebSocketHandler
 
 #: Memory held on purpose by GrowHandler (the --max-rss tests).
 _ballast: list[bytes] = []
@@ -68,7 +69,15 @@ class WriteHandler(RequestHandler):
         self.write({"pid": os.getpid(), "written": True})
 
 
+class EchoSocket(WebSocketHandler):
+    """A plain Tornado WebSocket: the drain tests check it is closed with 1001."""
+
+    def on_message(self, message: str | bytes) -> None:
+        self.write_message(message)
+
+
 routes = [
+    (r"/hybrid/echo", EchoSocket),
     (r"/hybrid/write", WriteHandler),
     (r"/hybrid/command", CommandHandler),
     (r"/hybrid/pid", PidHandler),
