@@ -368,6 +368,15 @@ OPTIONS: tuple[Option, ...] = (
         "BOOL",
     ),
     Option(
+        "native_mysql",
+        "--native-mysql",
+        _parse_bool,
+        "run Django's async ORM calls on MySQL/MariaDB databases natively on an aiomysql "
+        "pool per worker, without a database thread (default false: experimental, see the "
+        "README section on native MySQL)",
+        "BOOL",
+    ),
+    Option(
         "log_level",
         "--log-level",
         _parse_log_level,
@@ -405,6 +414,7 @@ class Config:
     pidfile: str | None = None
     db_threads: int | None = None
     request_signals: bool = True
+    native_mysql: bool = False
     log_level: str = "info"
     #: Where each value came from, for messages: ``{"ports": "--ports", ...}``.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)

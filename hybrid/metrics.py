@@ -40,6 +40,7 @@ class WorkerMetrics:
         commands_running: Callable[[], float],
         command_timeouts: Callable[[], float],
         db_in_use: Callable[[], float] | None = None,
+        db_waiting: Callable[[], float] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
@@ -70,7 +71,15 @@ class WorkerMetrics:
             ),
         }
         if db_in_use is not None:
-            gauges["hybrid_db_threads_in_use"] = ("DB executor threads leased now.", db_in_use)
+            gauges["hybrid_db_threads_in_use"] = (
+                "Database threads (--db-threads) leased to requests now.",
+                db_in_use,
+            )
+        if db_waiting is not None:
+            gauges["hybrid_db_threads_waiting"] = (
+                "Requests waiting for a free database thread.",
+                db_waiting,
+            )
         for name, (text, function) in gauges.items():
             Gauge(name, text, registry=self.registry).set_function(function)
 

@@ -31,8 +31,10 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.web import Application
 
-from hybrid.bridge.lanes import close_pools
+from hybrid.bridge.lanes import close_pools, get_pool
 from hybrid.config import Config
+from hybrid.db import close_pools as close_db_pools
+from hybrid.db import setup as setup_native_db
 from hybrid.errors import HybridError, describe_exception
 from hybrid.log import gen_log
 from hybrid.metrics import MetricsHandler, WorkerMetrics
@@ -101,6 +103,7 @@ class Worker:
         except Exception as exc:  # a bug of ours or the project's: still one line
             self.notify(f"boot-error {describe_exception(exc)}")
             return BOOT_ERROR_EXIT
+        setup_native_db(self.config)  # patches the async ORM; pools open on first use
         server = HTTPServer(
             app,
             max_body_size=self.config.max_body_size,
@@ -145,10 +148,13 @@ class Worker:
         and start the event-loop lag probe. Returns the probe's task."""
         if not self.metrics_sockets:
             return None
+        lanes = get_pool(self.config.db_thread_count)  # this worker's database threads
         metrics = WorkerMetrics(
             inflight=lambda: app.inflight,
             commands_running=lambda: len(running_commands()),
             command_timeouts=command_timeouts,
+            db_in_use=lambda: lanes.busy,
+            db_waiting=lambda: lanes.waiting,
         )
         app.metrics = metrics
         server = HTTPServer(Application([(r"/metrics", MetricsHandler, {"metrics": metrics})]))
@@ -186,3 +192,4 @@ class Worker:
         await terminate_all(timeout=max(0.0, deadline - time.monotonic()), kill_grace=1.0)
         await server.close_all_connections()
         await close_pools()
+        await close_db_pools()

@@ -335,6 +335,8 @@ def test_metrics_per_worker_and_merged_by_port(
         "hybrid_commands_running",
         "hybrid_command_timeouts_total",
         "hybrid_event_loop_lag_seconds_count",
+        "hybrid_db_threads_in_use",
+        "hybrid_db_threads_waiting",
     ):
         assert name in text
     # Off the public routes: the public port has no /metrics (it goes to Django: 404).

@@ -1,0 +1,41 @@
+"""Django's async ORM natively on aiomysql for MySQL/MariaDB databases (see docs/db.md).
+
+``await Model.objects.aget(pk=1)``, ``async for``, ``acreate``, ``asave``... run on an
+aiomysql pool of the worker's own loop, compiled by Django's compilers and hydrated by
+Django's own code, with no database thread involved. :func:`setup` turns it on in a worker
+(``native_mysql``; off by default until the remaining work of issue 5 lands);
+:class:`atomic` is an async transaction on one pooled connection. Importing this package does not import Django.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hybrid.db.dispatch import install, installed, native_alias_reason, stats, uninstall
+from hybrid.db.execute import atomic
+from hybrid.db.pool import activate, close_pools, set_pool_size
+
+__all__ = [
+    "activate",
+    "atomic",
+    "close_pools",
+    "install",
+    "installed",
+    "native_alias_reason",
+    "set_pool_size",
+    "setup",
+    "stats",
+    "uninstall",
+]
+
+
+def setup(config: Any) -> bool:
+    """At worker boot, on its loop: with ``config.native_mysql``, patch Django's async ORM
+    methods, size the pools like the database threads (``config.db_thread_count``) and let
+    this loop open pools (lazily, on the first query). Returns whether it is on."""
+    if not getattr(config, "native_mysql", False):
+        return False
+    install()
+    set_pool_size(config.db_thread_count)
+    activate()
+    return True

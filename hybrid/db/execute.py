@@ -1,0 +1,295 @@
+"""One compiled statement on aiomysql, and the async transaction that may hold it.
+
+:func:`run_statement` runs SQL that Django's compiler produced, on the connection of the
+current :func:`atomic` block or on a pooled autocommit connection, and returns a
+:class:`Result`. Driver errors become Django's (``django.db.IntegrityError``...), exactly
+as Django's ``DatabaseErrorWrapper`` and MySQL ``CursorWrapper`` turn them. A read that
+finds its pooled connection dead (the server restarted) is retried once on a new one;
+a write never is, as Django never retries one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from hybrid.db.pool import get_pool
+
+__all__ = ["FakeCursor", "Result", "atomic", "current_transaction", "run_statement"]
+
+#: MySQL client errors meaning "this connection is gone": retry a read on another one.
+_DISCONNECTED = {2006, 2013, 2014, 2045, 2055}
+
+_ERROR_NAMES = (
+    "DataError",
+    "OperationalError",
+    "IntegrityError",
+    "InternalError",
+    "ProgrammingError",
+    "NotSupportedError",
+    "DatabaseError",
+    "InterfaceError",
+    "Error",
+)
+
+
+@dataclass
+class Result:
+    """What one statement gave: its rows (if it returns any), row count and last id."""
+
+    sql: str
+    params: tuple[Any, ...]
+    rows: list[tuple[Any, ...]]
+    rowcount: int
+    lastrowid: int | None
+    description: Any = None
+
+
+class FakeCursor:
+    """A closed cursor's worth of a :class:`Result`, for Django code that wants a cursor."""
+
+    def __init__(self, result: Result) -> None:
+        self._result = result
+        self._rows = list(result.rows)
+        self.rowcount = result.rowcount
+        self.lastrowid = result.lastrowid
+        self.description = result.description
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchmany(self, size: int = 1) -> list[tuple[Any, ...]]:
+        rows, self._rows = self._rows[:size], self._rows[size:]
+        return rows
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    def close(self) -> None:
+        self._rows = []
+
+    def __enter__(self) -> FakeCursor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _driver_classes(exc: BaseException) -> set[str]:
+    """Names of the driver's exception classes ``exc`` is an instance of. By name: with
+    ``pymysql.install_as_MySQLdb()`` a second copy of ``pymysql.err`` (``MySQLdb.err``)
+    exists, with classes of its own."""
+    return {
+        cls.__name__
+        for cls in type(exc).__mro__
+        if cls.__module__ in ("pymysql.err", "MySQLdb.err", "MySQLdb._exceptions")
+    }
+
+
+def django_error(exc: BaseException) -> BaseException:
+    """The exception Django's sync path raises for a driver exception ``exc``."""
+    from django.db import utils
+    from django.db.backends.mysql.base import CursorWrapper
+
+    names = _driver_classes(exc)
+    if not names:
+        return exc
+    if (
+        "OperationalError" in names
+        and exc.args
+        and exc.args[0] in CursorWrapper.codes_for_integrityerror
+    ):
+        new: BaseException = utils.IntegrityError(*exc.args)
+        new.__cause__ = exc
+        return new
+    for name in _ERROR_NAMES:
+        if name in names:
+            new = getattr(utils, name)(*exc.args)
+            new.__cause__ = exc
+            return new
+    return exc
+
+
+def _disconnected(exc: BaseException) -> bool:
+    names = _driver_classes(exc)
+    if "InterfaceError" in names:
+        return True
+    return "OperationalError" in names and bool(exc.args) and exc.args[0] in _DISCONNECTED
+
+
+def _is_read(sql: str) -> bool:
+    return sql.lstrip()[:6].upper() == "SELECT"
+
+
+async def _execute_on(conn: Any, sql: str, params: Sequence[Any] | None) -> Result:
+    args = tuple(params) if params is not None else None
+    async with conn.cursor() as cursor:
+        await cursor.execute(sql, args)
+        rows = list(await cursor.fetchall()) if cursor.description else []
+        return Result(sql, args or (), rows, cursor.rowcount, cursor.lastrowid, cursor.description)
+
+
+async def run_statement(alias: str, sql: str, params: Sequence[Any] | None) -> Result:
+    """Run one statement for ``alias``; raises Django's exceptions."""
+    tx = current_transaction(alias)
+    if tx is not None:
+        return await tx.execute(sql, params)
+    pool = await _pool(alias)
+    for attempt in (0, 1):
+        try:
+            conn = await pool.acquire()
+        except BaseException as exc:
+            raise django_error(exc) from None
+        try:
+            result = await _execute_on(conn, sql, params)
+        except BaseException as exc:
+            if not isinstance(exc, Exception) or _disconnected(exc):
+                conn.close()  # cancelled mid-statement, or dead: never reuse it
+            pool.release(conn)
+            if (
+                attempt == 0
+                and isinstance(exc, Exception)
+                and _disconnected(exc)
+                and (_is_read(sql))
+            ):
+                continue
+            raise django_error(exc) from None
+        pool.release(conn)
+        return result
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _pool(alias: str) -> Any:
+    try:
+        return await get_pool(alias)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        raise django_error(exc) from None
+
+
+# --- async transactions ---------------------------------------------------------------
+
+
+@dataclass
+class _Transaction:
+    alias: str
+    pool: Any
+    conn: Any
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    async def execute(self, sql: str, params: Sequence[Any] | None = None) -> Result:
+        async with self.lock:
+            try:
+                return await _execute_on(self.conn, sql, params)
+            except asyncio.CancelledError:
+                self.conn.close()
+                raise
+            except Exception as exc:
+                raise django_error(exc) from None
+
+
+_transactions: contextvars.ContextVar[dict[str, _Transaction] | None] = contextvars.ContextVar(
+    "hybrid_db_transactions", default=None
+)
+
+
+def current_transaction(alias: str) -> _Transaction | None:
+    """The :func:`atomic` transaction of this context on ``alias``, if any."""
+    txs = _transactions.get()
+    return txs.get(alias) if txs else None
+
+
+class atomic:  # noqa: N801  # named like django.db.transaction.atomic
+    """``async with hybrid.db.atomic():`` — a transaction on one aiomysql connection.
+
+    The connection is bound to the current context (the task, and tasks it starts, which
+    share it one statement at a time); every native ORM call of that context on ``using``
+    runs on it. Nested blocks are savepoints. An exception rolls the block back (to its
+    savepoint) and propagates; leaving normally commits (releases the savepoint).
+
+    Only native calls can join: a sync-ORM statement in the same context (``run_sync``,
+    a signal receiver on a database thread) or an async call that has to fall back to the
+    thread path raises ``TransactionManagementError``, because it would run on another
+    connection, outside this transaction. Use ``transaction.atomic()`` inside a
+    ``hybrid.run_sync`` function for such work instead.
+    """
+
+    def __init__(self, using: str | None = None, savepoint: bool = True) -> None:
+        self.using = using
+        self.savepoint = savepoint
+        self._stack: list[tuple[str | None, contextvars.Token[Any] | None]] = []
+
+    async def __aenter__(self) -> atomic:
+        from django.db import DEFAULT_DB_ALIAS
+        from django.db.transaction import TransactionManagementError
+
+        from hybrid.db.dispatch import native_alias_reason
+
+        alias = self.using or DEFAULT_DB_ALIAS
+        reason = native_alias_reason(alias)
+        if reason:
+            raise TransactionManagementError(
+                f"hybrid.db.atomic(using={alias!r}) cannot run natively here: {reason}; "
+                "use transaction.atomic() inside a hybrid.run_sync() function instead"
+            )
+        tx = current_transaction(alias)
+        if tx is not None:
+            name = None
+            if self.savepoint:
+                name = f"hybrid_s{next(tx.ids)}"
+                await tx.execute(f"SAVEPOINT `{name}`")
+            self._stack.append((name, None))
+            return self
+        pool = await _pool(alias)
+        conn = await pool.acquire()
+        try:
+            await conn.begin()
+        except BaseException as exc:
+            conn.close()
+            pool.release(conn)
+            raise django_error(exc) from None
+        txs = dict(_transactions.get() or {})
+        txs[alias] = _Transaction(alias, pool, conn)
+        self._stack.append((None, _transactions.set(txs)))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        from django.db import DEFAULT_DB_ALIAS
+
+        alias = self.using or DEFAULT_DB_ALIAS
+        name, token = self._stack.pop()
+        tx = current_transaction(alias)
+        assert tx is not None
+        if token is None:  # nested
+            if name is not None:
+                verb = "ROLLBACK TO SAVEPOINT" if exc_type else "RELEASE SAVEPOINT"
+                await tx.execute(f"{verb} `{name}`")
+            return
+        _transactions.reset(token)
+        try:
+            if exc_type is None:
+                try:
+                    await tx.conn.commit()
+                except Exception as error:
+                    tx.conn.close()
+                    raise django_error(error) from None
+            else:
+                try:
+                    await tx.conn.rollback()
+                except Exception:
+                    tx.conn.close()
+        finally:
+            tx.pool.release(tx.conn)
