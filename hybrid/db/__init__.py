@@ -4,7 +4,8 @@
 aiomysql pool of the worker's own loop, compiled by Django's compilers and hydrated by
 Django's own code, with no database thread involved. :func:`setup` turns it on in a worker
 (``native_mysql``; off by default until the remaining work of issue 5 lands);
-:class:`atomic` is an async transaction on one pooled connection. Importing this package does not import Django.
+:class:`atomic` is an async transaction on one pooled connection. Importing this package
+does not import Django.
 """
 
 from __future__ import annotations
