@@ -173,6 +173,20 @@ class HybridApplication(tornado.web.Application):
         )
 
 
+#: The HTTP server reads request heads up to this many times ``--max-header-size``, so
+#: that a head over the limit can be answered with 431 instead of a dropped connection.
+HEAD_READ_FACTOR = 4
+
+
+def _head_size(
+    start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+    headers: httputil.HTTPHeaders,
+) -> int:
+    """Bytes of the request head as sent (request line and header lines, CRLFs included)."""
+    line = sum(len(str(part)) + 1 for part in start_line) + 1
+    return line + sum(len(name) + len(value) + 4 for name, value in headers.get_all()) + 2
+
+
 def _close_after_response(request_conn: httputil.HTTPConnection) -> None:
     # Tornado adds "Connection: close" and closes after the response when this is set;
     # there is no public switch for it.
@@ -207,12 +221,17 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
         self._server_conn = server_conn
         self._active = False
         self._xheaders_applied = False
+        self._refused = False
 
     def headers_received(
         self,
         start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
         headers: httputil.HTTPHeaders,
     ) -> Any:
+        limit = self._app.settings.get("hybrid_max_header_size")
+        if limit and _head_size(start_line, headers) > limit:
+            self._refuse_head(start_line, limit)
+            return None
         self._active = True
         self._app.inflight += 1
         if isinstance(self._server_conn, HTTP1ServerConnection):
@@ -251,11 +270,46 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
         return self._inner.headers_received(start_line, headers)
 
     def data_received(self, chunk: bytes) -> Any:
+        if self._refused:
+            return None
         return self._inner.data_received(chunk)
 
     def finish(self) -> None:
+        if self._refused:
+            return
         self._inner.finish()
         self._unapply_xheaders()
+
+    def _refuse_head(
+        self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine, limit: int
+    ) -> None:
+        """431 for a request head over ``--max-header-size``, then close the connection.
+
+        The worker's HTTP server reads heads up to 4x the limit (beyond that Tornado can only
+        drop the connection), so a client that sends one too large gets a status, not a
+        reset."""
+        self._refused = True
+        body = b"Request header fields too large\n"
+        _close_after_response(self._conn)
+        self._conn.write_headers(
+            httputil.ResponseStartLine("HTTP/1.1", 431, "Request Header Fields Too Large"),
+            httputil.HTTPHeaders(
+                {
+                    "Content-Type": "text/plain; charset=utf-8",
+                    "Content-Length": str(len(body)),
+                    "Connection": "close",
+                }
+            ),
+            body,
+        )
+        self._conn.finish()
+        access_log.warning(
+            "%s %s 431 request head over --max-header-size %d port=%s",
+            getattr(start_line, "method", "-"),
+            getattr(start_line, "path", "-")[:200],
+            limit,
+            self._app.settings.get("hybrid_port"),
+        )
 
     def on_connection_close(self) -> None:
         self._done(completed=False)
@@ -306,6 +360,7 @@ def make_app(config: Config, port: int) -> HybridApplication:
             [*routes, fallback],
             hybrid_port=port,
             hybrid_xheaders=config.xheaders,
+            hybrid_max_header_size=config.max_header_size,
             hybrid_config=config,
             hybrid_db_threads=config.db_thread_count,
         )

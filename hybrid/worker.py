@@ -39,7 +39,7 @@ from hybrid.errors import HybridError, describe_exception
 from hybrid.log import gen_log
 from hybrid.metrics import MetricsHandler, WorkerMetrics
 from hybrid.process import command_timeouts, running_commands, set_max_concurrent, terminate_all
-from hybrid.web import HybridApplication, make_app
+from hybrid.web import HEAD_READ_FACTOR, HybridApplication, make_app
 
 __all__ = ["BOOT_ERROR_EXIT", "Worker", "heartbeat_interval"]
 
@@ -107,7 +107,8 @@ class Worker:
         server = HTTPServer(
             app,
             max_body_size=self.config.max_body_size,
-            max_header_size=self.config.max_header_size,
+            # heads up to 4x are read so that one over the limit gets a 431 (hybrid.web)
+            max_header_size=self.config.max_header_size * HEAD_READ_FACTOR,
             idle_connection_timeout=self.config.keepalive_timeout,
             body_timeout=self.config.body_timeout,
         )

@@ -60,11 +60,9 @@ def test_oversized_request_head_is_refused(hybrid_serve: Serve, free_ports: Port
     try:
         conn.request("GET", "/hybrid/pid", headers={"X-Big": "a" * 4096})
         status = conn.getresponse().status
-    except (ConnectionError, http.client.RemoteDisconnected):
-        status = 0  # tornado may also just drop the connection
     finally:
         conn.close()
-    assert status in (0, 400, 431)
+    assert status == 431  # Request Header Fields Too Large, then the connection closes
     conn = http.client.HTTPConnection("127.0.0.1", server.ports[0], timeout=10)
     conn.request("GET", "/hybrid/pid", headers={"X-Small": "a" * 100})
     assert conn.getresponse().status == 200  # the worker lives on
