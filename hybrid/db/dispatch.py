@@ -163,20 +163,35 @@ def _write_db(qs: Any) -> str:
     return str(qs._db or router.db_for_write(qs.model, **qs._hints))
 
 
+#: What :func:`_native` returns when the native path did not run (fall back to Django's).
+_NOT_RUN = object()
+
+
+async def _native(name: str, alias: str | None, run: Callable[[str], Any]) -> Any:
+    """Run ``run(alias)`` natively on ``alias``; :data:`_NOT_RUN` when the alias is not ours or
+    the call is not supported natively (logged once by :func:`_fallback`)."""
+    if alias is None:
+        return _NOT_RUN
+    try:
+        await _prepare(alias)
+        result = await run(alias)
+    except Unsupported as exc:
+        _fallback(name, alias, exc)
+        return _NOT_RUN
+    _count(name)
+    return result
+
+
 def _read_method(name: str, sync_name: str, original: Any) -> Any:
     @functools.wraps(original)
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         alias = _target(self.db)
-        if alias is not None:
-            try:
-                await _prepare(alias)
-                result = await replay(alias, getattr(self, sync_name), *args, **kwargs)
-            except Unsupported as exc:
-                _fallback(name, alias, exc)
-            else:
-                _count(name)
-                return result
-        return await original(self, *args, **kwargs)
+        result = await _native(
+            name, alias, lambda db: replay(db, getattr(self, sync_name), *args, **kwargs)
+        )
+        if result is _NOT_RUN:
+            result = await original(self, *args, **kwargs)
+        return result
 
     return method
 
@@ -184,17 +199,12 @@ def _read_method(name: str, sync_name: str, original: Any) -> Any:
 def _write_method(name: str, original: Any, run: Callable[..., Any]) -> Any:
     @functools.wraps(original)
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        alias = _target(_write_db(self))
-        if alias is not None:
-            try:
-                await _prepare(alias)
-                result = await run(self, *args, **kwargs)
-            except Unsupported as exc:
-                _fallback(name, alias, exc)
-            else:
-                _count(name)
-                return result
-        return await original(self, *args, **kwargs)
+        result = await _native(
+            name, _target(_write_db(self)), lambda _db: run(self, *args, **kwargs)
+        )
+        if result is _NOT_RUN:
+            result = await original(self, *args, **kwargs)
+        return result
 
     return method
 
@@ -213,17 +223,10 @@ def _model_method(name: str, original: Any, run: Callable[..., Any]) -> Any:
             using = using or router.db_for_read(type(self), instance=self)
         else:
             using = using or router.db_for_write(type(self), instance=self)
-        alias = _target(using)
-        if alias is not None:
-            try:
-                await _prepare(alias)
-                result = await run(self, **kwargs)
-            except Unsupported as exc:
-                _fallback(name, alias, exc)
-            else:
-                _count(name)
-                return result
-        return await original(self, *args, **kwargs)
+        result = await _native(name, _target(using), lambda _db: run(self, **kwargs))
+        if result is _NOT_RUN:
+            result = await original(self, *args, **kwargs)
+        return result
 
     return method
 
