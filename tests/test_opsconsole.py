@@ -6,6 +6,7 @@ history and in the admin.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -156,6 +157,9 @@ async def converse(
     while not until(messages[-1]):
         messages.append(json.loads(str(await ws.read_message())))
     ws.close()
+    # Wait for the server's close frame, so the socket is closed before the loop is.
+    while await asyncio.wait_for(ws.read_message(), timeout=10) is not None:
+        pass
     return messages
 
 
