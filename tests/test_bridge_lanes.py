@@ -177,3 +177,129 @@ def test_default_pool_size_follows_the_connection_budget() -> None:
     assert Config(ports=tuple(range(8001, 8101))).db_thread_count == 1
     assert Config(db_threads=3).db_thread_count == 3
     assert Config.from_sources({}, {"HYBRID_DB_THREADS": "5"}).db_thread_count == 5
+
+
+# -- lanes are leased lazily: at a request's first thread-sensitive call ---------------
+
+#: Django's startproject middleware: all of it runs on the loop (the test project adds a
+#: sync-only middleware of its own, which needs the request's thread from the start).
+DEFAULT_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+
+@pytest.mark.gen_test(timeout=20)
+@override_settings(MIDDLEWARE=DEFAULT_MIDDLEWARE)
+async def test_requests_awaiting_other_io_do_not_hold_database_threads(
+    http_client: AsyncHTTPClient, base_url: str
+) -> None:
+    await get_json(http_client, base_url + "/bridge/nap?s=0")  # warm up
+    started = time.monotonic()
+    answers = await asyncio.gather(  # 10: AsyncHTTPClient's max_clients
+        *(get_json(http_client, base_url + "/bridge/nap?s=0.5") for _ in range(10))
+    )
+    took = time.monotonic() - started
+    # Holding one of the 4 lanes each, 10 requests would take 3 rounds (1.5 s).
+    assert took < 0.5 * 2, f"took {took:.2f}s"
+    assert not any(answer["leased_before_query"] for answer in answers)
+    assert get_pool(POOL).busy == 0
+
+
+@pytest.mark.gen_test(timeout=20)
+@override_settings(MIDDLEWARE=DEFAULT_MIDDLEWARE)
+async def test_a_request_leases_its_lane_at_its_first_query(
+    http_client: AsyncHTTPClient, base_url: str
+) -> None:
+    answer = await get_json(http_client, base_url + "/bridge/nap?s=0.05&query=1")
+    assert answer["leased_before_query"] is False
+    assert answer["leased_after_query"] is True
+    # 8 requests napping 0.5 s then querying: the naps overlap, the 4 lanes serve the
+    # queries (leased for the whole request, they would take 2 rounds: 1 s).
+    started = time.monotonic()
+    await asyncio.gather(
+        *(get_json(http_client, base_url + "/bridge/nap?s=0.5&query=1") for _ in range(8))
+    )
+    took = time.monotonic() - started
+    assert took < 0.9, f"took {took:.2f}s"
+
+
+@pytest.mark.gen_test
+async def test_lazy_lane_queues_jobs_while_all_lanes_are_busy() -> None:
+    from hybrid.bridge.lanes import LazyLane
+
+    pool = LanePool(1)
+    holder = await pool.acquire()
+    order: list[str] = []
+    lazy = LazyLane(pool, on_lease=lambda: order.append("lease " + threading.current_thread().name))
+    loop = asyncio.get_running_loop()
+    jobs = [
+        loop.run_in_executor(lazy, lambda n=n: order.append(f"job {n}") or n)  # type: ignore[func-returns-value]
+        for n in range(3)
+    ]
+    await asyncio.sleep(0.05)
+    assert order == [] and pool.waiting == 1 and lazy.lane is None  # nothing ran yet
+    pool.release(holder)
+    assert await asyncio.gather(*jobs) == [0, 1, 2]
+    assert order[0].startswith("lease hybrid-db-")  # on_lease first, on the lane
+    assert order[1:] == ["job 0", "job 1", "job 2"]
+    finished = threading.Event()
+    lazy.release(then=finished.set)  # runs on the lane after the request's last job
+    assert await loop.run_in_executor(None, finished.wait, 5)
+    assert pool.busy == 0
+    await pool.aclose()
+
+
+@pytest.mark.gen_test
+async def test_a_request_that_ends_while_waiting_for_a_lane_takes_none() -> None:
+    from hybrid.bridge.lanes import LazyLane
+
+    pool = LanePool(1)
+    holder = await pool.acquire()
+    lazy = LazyLane(pool)
+    job = asyncio.get_running_loop().run_in_executor(lazy, time.sleep, 0)
+    await asyncio.sleep(0)
+    assert pool.waiting == 1
+    lazy.release()  # the request ended (client gone): its queued job is dropped
+    assert pool.waiting == 0
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    pool.release(holder)
+    assert pool.busy == 0  # the lane went back to the pool, not to the ended request
+    with pytest.raises(RuntimeError, match="released"):
+        lazy.submit(time.sleep, 0)
+    await pool.aclose()
+
+
+@pytest.mark.gen_test
+async def test_the_lane_connection_is_closed_at_request_end_without_a_signal_hop(
+    http_client: AsyncHTTPClient, base_url: str
+) -> None:
+    from django.db import connection
+
+    from hybrid.bridge.hygiene import request_hygiene
+
+    assert request_hygiene(None) is not None  # only Django's receivers: the cheap path
+    await get_json(http_client, base_url + "/bridge/db")
+    await asyncio.sleep(0.05)  # close_old_connections is queued on the lane, not awaited
+    pool = get_pool(POOL)
+    loop = asyncio.get_running_loop()
+    # CONN_MAX_AGE = 0: Django closes the connection when the request finishes.
+    open_after = [
+        await loop.run_in_executor(lane, lambda: connection.connection is not None)
+        for lane in pool._lanes
+    ]
+    assert open_after == [False] * POOL
+
+
+def test_other_receivers_make_the_bridge_send_the_signals(
+    signal_threads: list[tuple[str, str]],
+) -> None:
+    from hybrid.bridge.hygiene import request_hygiene
+
+    assert request_hygiene(None) is None

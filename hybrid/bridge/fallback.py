@@ -23,6 +23,7 @@ from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
 
 from hybrid.bridge.lanes import lane_context
+from hybrid.bridge.middleware import loop_safe_middleware
 
 __all__ = [
     "ASGIApp",
@@ -142,8 +143,12 @@ def make_asgi_handler(db_threads: int | None = None) -> ASGIApp:
         """
 
         def __init__(self) -> None:
-            super().__init__()
             self.db_threads = db_threads
+            super().__init__()
+
+        def load_middleware(self, is_async: bool = False) -> None:
+            with loop_safe_middleware():
+                super().load_middleware(is_async)
 
         async def __call__(
             self,

@@ -54,7 +54,9 @@ from tornado.web import HTTPError, RequestHandler
 
 from hybrid.bridge.decorators import view_decorators
 from hybrid.bridge.fallback import build_scope, make_async_streaming
-from hybrid.bridge.lanes import lane_context
+from hybrid.bridge.hygiene import RequestHygiene, close_response, request_hygiene
+from hybrid.bridge.lanes import LazyLane, lane_context
+from hybrid.bridge.middleware import loop_safe_middleware
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase
@@ -197,30 +199,41 @@ class DjangoHandler(RequestHandler):
     ) -> None:
         settings = self.application.settings
         config = settings.get("hybrid_config")
-        pool = settings.get("hybrid_db_threads")
-        signals_on = config.request_signals if config is not None else True
-        async with lane_context(pool):
-            await self._serve(method, args, kwargs, signals_on)
+        chain = _chain(self.application)
+        hygiene = None
+        if config is None or config.request_signals:
+            hygiene = request_hygiene(type(chain))
+            signals = "hygiene" if hygiene is not None else "send"
+        else:
+            signals = "off"
+        on_lease = hygiene.started if hygiene is not None else None
+        async with lane_context(settings.get("hybrid_db_threads"), on_lease=on_lease) as lane:
+            await self._serve(chain, method, args, kwargs, signals, hygiene, lane)
 
     async def _serve(
         self,
+        chain: Any,
         method: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        signals_on: bool,
+        signals_mode: str,
+        hygiene: RequestHygiene | None,
+        lane: LazyLane,
     ) -> None:
+        """One request through the chain. ``signals_mode``: "send" the request signals as
+        Django does, do their work the cheap way ("hygiene", see hybrid.bridge.hygiene),
+        or "off" (``--request-signals false``)."""
         from asgiref.sync import sync_to_async
         from django.core import signals
         from django.urls import set_script_prefix
 
-        chain = _chain(self.application)
         settings = self.application.settings
         config = settings.get("hybrid_config")
         port = settings.get("hybrid_port")
         server = (config.host, port) if config is not None and port is not None else None
         scope = build_scope(self.request, server)
         set_script_prefix("/")
-        if signals_on:
+        if signals_mode == "send":
             await signals.request_started.asend(sender=type(chain), scope=scope)
         request, response = chain.create_request(scope, io.BytesIO(self.request.body))
         if request is not None:
@@ -230,8 +243,10 @@ class DjangoHandler(RequestHandler):
         try:
             await self._relay(response)
         finally:
-            if signals_on:
+            if signals_mode == "send":
                 await sync_to_async(response.close)()  # sends request_finished
+            elif hygiene is not None:
+                close_response(response, hygiene, lane)
             else:
                 for closer in response._resource_closers:
                     closer()
@@ -429,5 +444,9 @@ def _make_chain() -> Any:
 
         def make_view_atomic(self, view: Any) -> Any:
             return view  # ATOMIC_REQUESTS cannot wrap an async view
+
+        def load_middleware(self, is_async: bool = False) -> None:
+            with loop_safe_middleware():
+                super().load_middleware(is_async)
 
     return HandlerChain()

@@ -10,17 +10,21 @@ request. hybrid does neither:
 * a worker owns a :class:`LanePool` of ``--db-threads`` lanes, each a
   ``ThreadPoolExecutor(max_workers=1)``: one long-lived thread whose connection persists
   between requests as ``CONN_MAX_AGE`` allows;
-* every Django request (:class:`~hybrid.DjangoHandler` and the Django fallback) leases one
-  lane for its lifetime (waiting without blocking the loop while all are busy) and enters
-  ``ThreadSensitiveContext(executor=lane)`` (asgiref >= 3.13), so each of its ORM calls,
-  sync views, sync middleware and ``request_started`` / ``request_finished`` receivers runs
-  on that one thread: ``transaction.atomic()`` inside :func:`run_sync` works, and Django's
-  per-thread ``connections`` stay consistent for the whole request;
+* every Django request (:class:`~hybrid.DjangoHandler` and the Django fallback) enters
+  ``ThreadSensitiveContext(executor=LazyLane(pool))`` (asgiref >= 3.13): the request leases
+  a lane at its first thread-sensitive call (waiting without blocking the loop while all
+  are busy) and keeps it to the end, so each of its ORM calls, sync views, sync
+  middleware and ``request_started`` / ``request_finished`` receivers runs on that one
+  thread: ``transaction.atomic()`` inside :func:`run_sync` works, and Django's per-thread
+  ``connections`` stay consistent for the whole request. A request that never needs a
+  thread (plain text, native MySQL, awaiting other services) never holds a lane, so a
+  thousand requests waiting on I/O do not queue behind ``--db-threads``;
 * at most ``--db-threads`` requests per worker touch the database at once, so the
   connection count is bounded by threads x workers; keep threads x workers x 2 below the
   server's ``max_connections`` (see :attr:`hybrid.Config.db_thread_count`).
 
-A request holds its lane until its response is complete, streaming responses included.
+A request holds its lane, once leased, until its response is complete, streaming
+responses included.
 Blocking a lane thread on a request to the same worker can deadlock once every lane
 waits that way; don't.
 """
@@ -28,7 +32,9 @@ waits that way; don't.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
+import logging
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -40,6 +46,7 @@ from asgiref.sync import ThreadSensitiveContext, sync_to_async
 
 __all__ = [
     "LanePool",
+    "LazyLane",
     "close_pools",
     "current_lane",
     "get_pool",
@@ -51,10 +58,15 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 
+app_log = logging.getLogger("hybrid.application")
+
 #: The lane of the request being served in this context, if any.
-_current_lane: contextvars.ContextVar[ThreadPoolExecutor | None] = contextvars.ContextVar(
+_current_lane: contextvars.ContextVar[LazyLane | None] = contextvars.ContextVar(
     "hybrid_current_lane", default=None
 )
+
+#: A request waiting for a lane: called with the lane, returns False if it no longer wants it.
+_Waiter = Callable[[ThreadPoolExecutor], bool]
 
 
 class LanePool:
@@ -73,7 +85,7 @@ class LanePool:
             for n in range(size)
         ]
         self._free: deque[ThreadPoolExecutor] = deque(self._lanes)
-        self._waiters: deque[asyncio.Future[ThreadPoolExecutor]] = deque()
+        self._waiters: deque[_Waiter] = deque()
         self.closed = False
 
     @property
@@ -84,21 +96,50 @@ class LanePool:
     @property
     def waiting(self) -> int:
         """Requests waiting for a lane right now."""
-        return sum(1 for waiter in self._waiters if not waiter.done())
+        return len(self._waiters)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError("the database thread pool is closed (the worker is stopping)")
+
+    def take_or_wait(self, waiter: _Waiter) -> ThreadPoolExecutor | None:
+        """A free lane now, or None after queueing ``waiter`` to be called with the next one.
+
+        The callback form of :meth:`acquire`, for code that cannot await (an executor's
+        ``submit``); :meth:`forget` takes a queued waiter back.
+        """
+        self._check_open()
+        if self._free and not self._waiters:
+            return self._free.pop()  # the most recently used: its connection is warm
+        self._waiters.append(waiter)
+        return None
+
+    def forget(self, waiter: _Waiter) -> None:
+        """Take back a waiter queued by :meth:`take_or_wait` (no-op once it was served)."""
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            pass
 
     async def acquire(self) -> ThreadPoolExecutor:
         """Lease a lane, waiting (on the loop) while all are busy. Pair with :meth:`release`."""
-        if self.closed:
-            raise RuntimeError("the database thread pool is closed (the worker is stopping)")
-        if self._free and not self.waiting:
-            return self._free.pop()  # the most recently used: its connection is warm
-        waiter: asyncio.Future[ThreadPoolExecutor] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        future: asyncio.Future[ThreadPoolExecutor] = asyncio.get_running_loop().create_future()
+
+        def hand_over(lane: ThreadPoolExecutor) -> bool:
+            if future.done():
+                return False
+            future.set_result(lane)
+            return True
+
+        lane = self.take_or_wait(hand_over)
+        if lane is not None:
+            return lane
         try:
-            return await waiter
+            return await future
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.release(waiter.result())  # handed over just as we were cancelled
+            self.forget(hand_over)
+            if future.done() and not future.cancelled():
+                self.release(future.result())  # handed over just as we were cancelled
             raise
 
     def release(self, lane: ThreadPoolExecutor) -> None:
@@ -108,9 +149,7 @@ class LanePool:
         before the next request's, because a lane has exactly one thread.
         """
         while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(lane)
+            if self._waiters.popleft()(lane):
                 return
         self._free.append(lane)
 
@@ -133,6 +172,98 @@ class LanePool:
         await asyncio.gather(*jobs, return_exceptions=True)
         for lane in self._lanes:
             lane.shutdown(wait=False)
+
+
+class LazyLane(concurrent.futures.Executor):
+    """One request's database thread: a lane of ``pool`` leased at the first job, kept to
+    the end of the request (:meth:`release`).
+
+    It is the executor of the request's ``ThreadSensitiveContext``, so asgiref calls
+    :meth:`submit` from the loop for every thread-sensitive sync call. While every lane is
+    busy, jobs queue here (the loop is not blocked) and start, in order, when the pool
+    hands this request a lane. ``on_lease`` runs on the lane before the first job: the
+    request's ``request_started`` database hygiene, when the bridge defers it to here.
+    """
+
+    def __init__(self, pool: LanePool, on_lease: Callable[[], object] | None = None) -> None:
+        self.pool = pool
+        self.on_lease = on_lease
+        self.lane: ThreadPoolExecutor | None = None
+        self._queued: list[tuple[concurrent.futures.Future[Any], Callable[[], Any]]] = []
+        self._waiting = False
+        self._released = False
+
+    @property
+    def _threads(self) -> Any:
+        """The lane's thread (empty before the lease), like ``ThreadPoolExecutor._threads``."""
+        return self.lane._threads if self.lane is not None else ()
+
+    def submit(
+        self, fn: Callable[..., R], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[R]:
+        if self.lane is not None:
+            return self.lane.submit(fn, *args, **kwargs)
+        if self._released:
+            raise RuntimeError("this request's database thread was released (the request ended)")
+        if not self._waiting:
+            lane = self.pool.take_or_wait(self._leased)
+            if lane is not None:
+                self._leased(lane)
+                return lane.submit(fn, *args, **kwargs)
+            self._waiting = True
+        future: concurrent.futures.Future[R] = concurrent.futures.Future()
+        self._queued.append((future, lambda: fn(*args, **kwargs)))
+        return future
+
+    def _leased(self, lane: ThreadPoolExecutor) -> bool:
+        if self._released:
+            return False
+        self.lane = lane
+        self._waiting = False
+        if self.on_lease is not None:
+            lane.submit(self.on_lease).add_done_callback(_log_failure)
+        queued, self._queued = self._queued, []
+        for future, call in queued:
+            lane.submit(_run_into, future, call)
+        return True
+
+    def release(self, then: Callable[[], object] | None = None) -> None:
+        """The request is over: run ``then`` on the lane if one was leased (without waiting
+        for it), and give the lane back; jobs still queued for a lane are cancelled."""
+        if self._released:
+            return
+        self._released = True
+        if self.lane is not None:
+            if then is not None:
+                self.lane.submit(then).add_done_callback(_log_failure)
+            self.pool.release(self.lane)
+            return
+        self.pool.forget(self._leased)
+        for future, _ in self._queued:
+            future.cancel()
+        self._queued.clear()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self.release()
+
+
+def _run_into(future: concurrent.futures.Future[Any], call: Callable[[], Any]) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        result = call()
+    except BaseException as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+def _log_failure(future: concurrent.futures.Future[Any]) -> None:
+    if future.cancelled():
+        return
+    exc = future.exception()
+    if exc is not None:
+        app_log.error("request hygiene on a database thread failed", exc_info=exc)
 
 
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, LanePool]] = (
@@ -169,28 +300,35 @@ async def close_pools() -> None:
         await pool.aclose()
 
 
-def current_lane() -> ThreadPoolExecutor | None:
-    """The lane of the request served in this context, or None outside one."""
+def current_lane() -> LazyLane | None:
+    """The database thread of the request served in this context, or None outside one."""
     return _current_lane.get()
 
 
 @asynccontextmanager
-async def lane_context(pool: LanePool | int | None = None) -> AsyncIterator[ThreadPoolExecutor]:
-    """Lease a lane and make it this context's thread for thread-sensitive sync code.
+async def lane_context(
+    pool: LanePool | int | None = None, *, on_lease: Callable[[], object] | None = None
+) -> AsyncIterator[LazyLane]:
+    """Make a lane of ``pool`` this context's thread for thread-sensitive sync code.
 
     Inside, ``sync_to_async(..., thread_sensitive=True)`` (every async ORM call, sync views
-    and middleware, signal receivers) runs on the lane. Tasks started inside must finish
-    before the block ends (asgiref refuses their later thread-sensitive calls).
+    and middleware, signal receivers) runs on one lane, leased at the first such call (see
+    :class:`LazyLane`; ``on_lease`` runs there first). Tasks started inside must finish
+    before the block ends (asgiref refuses their later thread-sensitive calls). The
+    yielded :class:`LazyLane`'s ``release(then)`` may be called before the block ends to
+    queue last work on the lane; the block releases it otherwise.
     """
     if not isinstance(pool, LanePool):
         pool = get_pool(pool)
-    async with pool.lease() as lane:
-        token = _current_lane.set(lane)
-        try:
-            async with ThreadSensitiveContext(executor=lane):
-                yield lane
-        finally:
-            _current_lane.reset(token)
+    pool._check_open()
+    lane = LazyLane(pool, on_lease)
+    token = _current_lane.set(lane)
+    try:
+        async with ThreadSensitiveContext(executor=lane):
+            yield lane
+    finally:
+        _current_lane.reset(token)
+        lane.release()
 
 
 async def run_sync(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:

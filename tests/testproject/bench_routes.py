@@ -15,6 +15,20 @@ class BridgedRead(DjangoHandler):
         self.write({"id": item.pk, "name": item.name})
 
 
+class BridgedHello(DjangoHandler):
+    """Plain text through settings.MIDDLEWARE, no database."""
+
+    async def get(self) -> None:
+        self.set_header("Content-Type", "text/plain")
+        self.write("hello")
+
+
+class PlainHello(RequestHandler):
+    async def get(self) -> None:
+        self.set_header("Content-Type", "text/plain")
+        self.write("hello")
+
+
 class PlainRead(RequestHandler):
     """The same read from a plain Tornado handler: no middleware, no lane, no signals."""
 
@@ -23,4 +37,10 @@ class PlainRead(RequestHandler):
         self.write({"id": item.pk, "name": item.name})
 
 
-routes = [*base_routes, (r"/bench/bridged", BridgedRead), (r"/bench/plain", PlainRead)]
+routes = [
+    *base_routes,
+    (r"/bench/bridged", BridgedRead),
+    (r"/bench/plain", PlainRead),
+    (r"/bench/bridged-hello", BridgedHello),
+    (r"/bench/plain-hello", PlainHello),
+]

@@ -192,8 +192,34 @@ class DbPing(DjangoHandler):
         self.write({"count": await Item.objects.acount(), "pid": os.getpid()})
 
 
+class Nap(DjangoHandler):
+    """Awaits ``s`` seconds of non-database I/O, then (with ``?query=1``) one ORM call.
+
+    Answers whether the request held a database thread before and after its query.
+    """
+
+    async def get(self) -> None:
+        from hybrid.bridge.lanes import current_lane
+
+        await asyncio.sleep(float(self.get_argument("s", "0.2")))
+        lane = current_lane()
+        answer = {"leased_before_query": lane is not None and lane.lane is not None}
+        if self.get_argument("query", "") == "1":
+            answer["count"] = await Item.objects.acount()
+            answer["leased_after_query"] = lane is not None and lane.lane is not None
+        self.write(answer)
+
+
+class Hello(DjangoHandler):
+    async def get(self) -> None:
+        self.set_header("Content-Type", "text/plain")
+        self.write("hello")
+
+
 routes = [
     *base_routes,
+    (r"/bridge/nap", Nap),
+    (r"/bridge/hello", Hello),
     (r"/bridge/whoami", WhoAmI),
     (r"/bridge/items", Items),
     (r"/bridge/exempt", Exempt),

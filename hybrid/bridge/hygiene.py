@@ -1,0 +1,108 @@
+"""Django's own ``request_started`` / ``request_finished`` receivers, without thread hops.
+
+Django connects its own receivers to the request signals: ``reset_queries`` and
+``close_old_connections`` (``django.db``) to ``request_started``; ``close_old_connections``,
+``close_caches`` (``django.core.cache``) and ``reset_urlconf`` (``django.core.handlers.base``)
+to ``request_finished``. Sent the ASGI way, each signal is a round trip to the request's
+thread, two per request, although the database receivers only matter on the thread whose
+connections they check, and only if the request uses that thread at all.
+
+When nothing else listens, :func:`request_hygiene` says how to do the same work cheaply:
+the database receivers run on the request's lane when it is leased (before its first job)
+and when it is given back (after its last), without the loop waiting for them; a request
+that never leases a lane has no connection of its own to check. ``close_caches`` and
+``reset_urlconf`` run on the loop, in the request's context, where the request's cache
+connections and URLconf live (both are context-local; a lane thread outside
+``sync_to_async`` would see other ones). As
+soon as a project connects any other receiver, the signals are sent as Django sends them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hybrid.bridge.lanes import LazyLane
+
+__all__ = ["RequestHygiene", "close_response", "request_hygiene"]
+
+
+class RequestHygiene:
+    """What sending ``request_started`` and ``request_finished`` would have done."""
+
+    def __init__(self, sender: Any, started: list[Any], finished: list[Any]) -> None:
+        from django.core import signals
+        from django.db import close_old_connections
+
+        self.sender = sender
+        self._started = [(signals.request_started, receiver) for receiver in started]
+        self._finished_lane = [
+            (signals.request_finished, r) for r in finished if r is close_old_connections
+        ]
+        self._finished_loop = [
+            (signals.request_finished, r) for r in finished if r is not close_old_connections
+        ]
+
+    def started(self) -> None:
+        """On the lane, when the request leases it: ``request_started``'s receivers."""
+        for signal, receiver in self._started:
+            receiver(signal=signal, sender=self.sender)
+
+    def finished_on_lane(self) -> None:
+        """On the lane, after the request's last job: ``close_old_connections``."""
+        for signal, receiver in self._finished_lane:
+            receiver(signal=signal, sender=self.sender)
+
+    def finished_on_loop(self) -> None:
+        """On the loop, in the request's context: the other ``request_finished`` receivers."""
+        for signal, receiver in self._finished_loop:
+            receiver(signal=signal, sender=self.sender)
+
+
+_cached: tuple[Any, RequestHygiene | None] | None = None
+
+
+def request_hygiene(sender: Any) -> RequestHygiene | None:
+    """The cheap form of the request signals, or None when receivers other than Django's
+    own are connected (then send the signals)."""
+    global _cached
+    from django.core import signals
+
+    # Connecting or disconnecting a receiver changes a signal's ``receivers`` list.
+    key = (sender, list(signals.request_started.receivers), signals.request_finished.receivers[:])
+    if _cached is not None and _cached[0] == key:
+        return _cached[1]
+    hygiene = _make_hygiene(sender)
+    _cached = (key, hygiene)
+    return hygiene
+
+
+def _make_hygiene(sender: Any) -> RequestHygiene | None:
+    from django.core import signals
+    from django.core.cache import close_caches
+    from django.core.handlers.base import reset_urlconf
+    from django.db import close_old_connections, reset_queries
+
+    started, started_async = signals.request_started._live_receivers(sender)
+    finished, finished_async = signals.request_finished._live_receivers(sender)
+    if started_async or finished_async:
+        return None
+    if not set(started) <= {reset_queries, close_old_connections}:
+        return None
+    if not set(finished) <= {close_old_connections, close_caches, reset_urlconf}:
+        return None
+    return RequestHygiene(sender, started, finished)
+
+
+def close_response(response: Any, hygiene: RequestHygiene, lane: LazyLane) -> None:
+    """``HttpResponseBase.close()`` with ``request_finished`` done the cheap way; gives the
+    request's lane back (after queueing ``close_old_connections`` on it, if leased)."""
+    for closer in response._resource_closers:
+        try:
+            closer()
+        except Exception:  # Django's close() ignores a failing closer too
+            pass
+    response._resource_closers.clear()
+    response.closed = True
+    hygiene.finished_on_loop()
+    lane.release(hygiene.finished_on_lane)

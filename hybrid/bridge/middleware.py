@@ -1,0 +1,223 @@
+"""Django's own middleware hooks, run on the event loop when they cannot block.
+
+Django's ``MiddlewareMixin.__acall__`` cannot know whether a sync ``process_request`` or
+``process_response`` touches the database, so under ASGI it sends every such hook to a
+thread (``sync_to_async``); the default ``startproject`` stack costs about ten thread
+round trips per request that way, more than the rest of the request. For the middleware
+that Django ships, hybrid knows: most hooks only read headers and cookies and set
+attributes. :func:`loop_safe_middleware` loads ``settings.MIDDLEWARE`` with those classes
+replaced by subclasses whose hooks run on the loop when they can, and on the request's
+database thread (as Django would) when they might do I/O:
+
+=================================  =========================================================
+SecurityMiddleware, CommonMiddleware, XFrameOptionsMiddleware, GZipMiddleware,
+ConditionalGetMiddleware           always on the loop (headers, URL resolution, CPU only)
+AuthenticationMiddleware           on the loop: it installs a lazy ``request.user``
+SessionMiddleware                  ``process_request`` on the loop (the session loads
+                                   lazily); ``process_response`` on the loop unless the
+                                   session is saved (modified, or SESSION_SAVE_EVERY_REQUEST)
+CsrfViewMiddleware                 on the loop unless CSRF_USE_SESSIONS, or the body to
+                                   parse is larger than FILE_UPLOAD_MAX_MEMORY_SIZE
+MessageMiddleware                  on the loop unless messages were added or read (storing
+                                   them may write the session)
+=================================  =========================================================
+
+Only the exact Django classes are replaced (a project's subclass may override a hook with
+I/O, so it keeps Django's behaviour), and only with Django's own session engines and
+message storages. Should a hook on the loop touch the database after all, Django's
+``async_unsafe`` guard raises ``SynchronousOnlyOperation``; it never blocks the loop
+silently. Responses are Django's to the byte (tests/test_bridge_middleware.py serves the
+same requests through both chains).
+
+Why not a library: Django has no per-hook async variant of these classes (as of 5.2), and
+asgiref cannot tell I/O from CPU; this table is hybrid's knowledge of Django's code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+__all__ = ["LOOP_SAFE", "loop_safe_middleware", "loop_variant"]
+
+Request = Any
+Response = Any
+#: ``(middleware, request)`` -> True when ``process_request`` may run on the loop.
+RequestRule = Callable[[Any, Request], bool]
+#: ``(middleware, request, response)`` -> True when ``process_response`` may run on the loop.
+ResponseRule = Callable[[Any, Request, Response], bool]
+
+
+def _always(*args: Any) -> bool:
+    return True
+
+
+def _builtin_session_engine() -> bool:
+    from django.conf import settings
+
+    return str(settings.SESSION_ENGINE).startswith("django.contrib.sessions.backends.")
+
+
+def _session_request(middleware: Any, request: Request) -> bool:
+    return _builtin_session_engine()
+
+
+def _session_response(middleware: Any, request: Request, response: Response) -> bool:
+    from django.conf import settings
+
+    session = getattr(request, "session", None)
+    if session is None or not _builtin_session_engine():
+        return session is None
+    # Django saves (database, cache or file I/O) only when modified or told to every time.
+    return not (session.modified or settings.SESSION_SAVE_EVERY_REQUEST)
+
+
+def _csrf_request(middleware: Any, request: Request) -> bool:
+    from django.conf import settings
+
+    return not settings.CSRF_USE_SESSIONS
+
+
+def _csrf_view(middleware: Any, request: Request) -> bool:
+    from django.conf import settings
+
+    if settings.CSRF_USE_SESSIONS:
+        return False
+    # process_view reads request.POST for unsafe methods: a big multipart body may spool
+    # to temporary files, which Django would do on a thread.
+    length = request.META.get("CONTENT_LENGTH") or 0
+    try:
+        return int(length) <= int(settings.FILE_UPLOAD_MAX_MEMORY_SIZE)
+    except (TypeError, ValueError):
+        return False
+
+
+def _csrf_response(middleware: Any, request: Request, response: Response) -> bool:
+    from django.conf import settings
+
+    return not settings.CSRF_USE_SESSIONS
+
+
+def _messages_response(middleware: Any, request: Request, response: Response) -> bool:
+    from django.conf import settings
+
+    storage = getattr(request, "_messages", None)
+    if storage is None:
+        return True
+    if not str(settings.MESSAGE_STORAGE).startswith("django.contrib.messages.storage."):
+        return False
+    # update() stores only when messages were added or read; storing may touch the session.
+    return not (getattr(storage, "used", True) or getattr(storage, "added_new", True))
+
+
+class Rules:
+    """When each hook of one middleware class may run on the loop."""
+
+    def __init__(
+        self,
+        request: RequestRule = _always,
+        response: ResponseRule = _always,
+        view: RequestRule = _always,
+    ) -> None:
+        self.request = request
+        self.response = response
+        self.view = view
+
+
+#: Django's middleware classes (by import path) that hybrid runs on the loop, and when.
+LOOP_SAFE: dict[str, Rules] = {
+    "django.middleware.security.SecurityMiddleware": Rules(),
+    "django.middleware.common.CommonMiddleware": Rules(),
+    "django.middleware.clickjacking.XFrameOptionsMiddleware": Rules(),
+    "django.middleware.gzip.GZipMiddleware": Rules(),
+    "django.middleware.http.ConditionalGetMiddleware": Rules(),
+    "django.contrib.auth.middleware.AuthenticationMiddleware": Rules(),
+    "django.contrib.sessions.middleware.SessionMiddleware": Rules(
+        request=_session_request, response=_session_response
+    ),
+    "django.middleware.csrf.CsrfViewMiddleware": Rules(
+        request=_csrf_request, response=_csrf_response, view=_csrf_view
+    ),
+    "django.contrib.messages.middleware.MessageMiddleware": Rules(response=_messages_response),
+}
+
+_variants: dict[type, type] = {}
+
+
+def loop_variant(cls: type) -> type:
+    """``cls`` itself, or for a class of :data:`LOOP_SAFE` its loop-running subclass."""
+    rules = LOOP_SAFE.get(f"{cls.__module__}.{cls.__qualname__}")
+    if rules is None:
+        return cls
+    variant = _variants.get(cls)
+    if variant is None:
+        variant = _variants[cls] = _make_variant(cls, rules)
+    return variant
+
+
+def _make_variant(cls: type, rules: Rules) -> type:
+    from asgiref.sync import sync_to_async
+
+    async def __acall__(self: Any, request: Request) -> Response:
+        # MiddlewareMixin.__acall__, with each hook on the loop when its rule allows.
+        response = None
+        if hasattr(self, "process_request"):
+            if rules.request(self, request):
+                response = self.process_request(request)
+            else:
+                response = await sync_to_async(self.process_request, thread_sensitive=True)(
+                    request
+                )
+        response = response or await self.get_response(request)
+        if hasattr(self, "process_response"):
+            if rules.response(self, request, response):
+                response = self.process_response(request, response)
+            else:
+                response = await sync_to_async(self.process_response, thread_sensitive=True)(
+                    request, response
+                )
+        return response
+
+    namespace: dict[str, Any] = {
+        "__acall__": __acall__,
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "__doc__": cls.__doc__,
+    }
+    sync_view = getattr(cls, "process_view", None)
+    if sync_view is not None:
+
+        async def process_view(self: Any, request: Request, *args: Any) -> Response:
+            # Django adapts a sync process_view with sync_to_async; this one is async
+            # already, so Django awaits it as is.
+            if rules.view(self, request):
+                return sync_view(self, request, *args)
+            return await sync_to_async(sync_view, thread_sensitive=True)(self, request, *args)
+
+        namespace["process_view"] = process_view
+    return type(cls.__name__, (cls,), namespace)
+
+
+@contextlib.contextmanager
+def loop_safe_middleware() -> Iterator[None]:
+    """Inside, ``BaseHandler.load_middleware()`` builds the chain with :func:`loop_variant`
+    classes: ``with loop_safe_middleware(): handler.load_middleware(is_async=True)``.
+
+    Django's ``load_middleware`` looks each class up with the ``import_string`` of its own
+    module; that one name is swapped for the duration (on the loop thread, where chains
+    are built, before any request).
+    """
+    from django.core.handlers import base
+
+    original = base.import_string
+
+    def import_loop_safe(path: str) -> Any:
+        found = original(path)
+        return loop_variant(found) if isinstance(found, type) else found
+
+    base.import_string = import_loop_safe
+    try:
+        yield
+    finally:
+        base.import_string = original
