@@ -7,6 +7,7 @@ they do not match goes to the project's own Django URLconf through
 
 from __future__ import annotations
 
+import functools
 import importlib
 import ipaddress
 import time
@@ -198,8 +199,13 @@ def _is_loopback(context: object) -> bool:
     address = getattr(context, "address", None)
     if not isinstance(address, tuple) or not address:
         return False
+    return _loopback_ip(address[0])
+
+
+@functools.lru_cache(maxsize=64)
+def _loopback_ip(host: str) -> bool:
     try:
-        return ipaddress.ip_address(address[0]).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 

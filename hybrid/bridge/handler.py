@@ -109,7 +109,7 @@ class DjangoHandler(RequestHandler):
 
     _capturing = False
     _stream: _Stream | None = None
-    _committed: asyncio.Event | None = None
+    _committed: asyncio.Future[None] | None = None
     _method_task: asyncio.Future[None] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -171,7 +171,7 @@ class DjangoHandler(RequestHandler):
             self._cookies_at_commit = getattr(self, "_new_cookie", None)
             self._status_at_commit = (self._status_code, self._reason)
             assert self._committed is not None
-            self._committed.set()
+            _resolve(self._committed)
         sent: Future[None] = Future()
         if chunk:
             self._stream.queue.put_nowait((chunk, sent))
@@ -268,18 +268,21 @@ class DjangoHandler(RequestHandler):
     async def _run_method(
         self, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> HttpResponseBase:
-        """Run the handler method as the Django view; its output becomes the response."""
+        """Run the handler method as the Django view; its output becomes the response.
+
+        The method runs as a task so that, once it commits to streaming (first flush),
+        the response can go out through the middleware while the method goes on writing.
+        ``self._committed`` resolves at whichever comes first: the commit or the end.
+        """
         self._capturing = True
-        self._committed = asyncio.Event()
+        committed = self._committed = asyncio.get_running_loop().create_future()
         task = self._method_task = asyncio.ensure_future(self._call_method(method, args, kwargs))
-        committed = asyncio.ensure_future(self._committed.wait())
+        task.add_done_callback(lambda _: _resolve(committed))
         try:
-            await asyncio.wait([task, committed], return_when=asyncio.FIRST_COMPLETED)
+            await committed
         except asyncio.CancelledError:
             task.cancel()
             raise
-        finally:
-            committed.cancel()
         if task.done() and self._stream is None:
             task.result()  # raises the handler's exception into Django's handling
             return self._buffered_response()
@@ -401,6 +404,11 @@ def _is_async(method: Callable[..., Any]) -> bool:
     from asgiref.sync import iscoroutinefunction
 
     return iscoroutinefunction(method) or iscoroutinefunction(inspect.unwrap(method))
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _done() -> Future[None]:
