@@ -1,12 +1,14 @@
-"""The bridge's overhead: one DB read through DjangoHandler vs a plain Tornado handler.
+"""The bridge's overhead: DjangoHandler vs a plain Tornado handler, for hello and a DB read.
 
     python scripts/bench/bridge_overhead.py [--duration 10] [--concurrency 32] [--wrk]
 
 Starts ``hybrid serve`` on one port with ``tests/testproject`` (SQLite in a temporary
-directory, migrated and seeded here), then drives ``/bench/bridged`` (a ``DjangoHandler``:
-the project's full ``settings.MIDDLEWARE``, a database lane, request signals) and
-``/bench/plain`` (a ``tornado.web.RequestHandler`` doing the same ``Item.objects.aget``)
-with the same load, one after the other, and prints requests per second and their ratio.
+directory, migrated and seeded here), then drives two pairs with the same load, one after
+the other: ``/bench/bridged-hello`` (a ``DjangoHandler`` writing "hello" through Django's
+default ``MIDDLEWARE``) against ``/bench/plain-hello`` (a ``tornado.web.RequestHandler``),
+and ``/bench/bridged`` (the same, reading one row with ``Item.objects.aget``: a database
+lane, request hygiene) against ``/bench/plain`` (the same read from a plain handler). Prints
+requests per second and the ratios.
 The load generator is a few lines of asyncio over keep-alive HTTP/1.1 connections; with
 ``--wrk`` and ``wrk`` on the PATH it uses wrk instead. Not a test: numbers depend on the
 machine, so compare runs on one machine only.
@@ -119,7 +121,7 @@ def main() -> None:
     try:
         wait_ready(port, proc)
         results = {}
-        for name in ("plain", "bridged"):
+        for name in ("plain-hello", "bridged-hello", "plain", "bridged"):
             path = f"/bench/{name}?pk=1"
             if use_wrk:
                 drive_wrk(port, path, 2, args.concurrency)  # warm up
@@ -129,9 +131,14 @@ def main() -> None:
                 results[name] = asyncio.run(drive(port, path, args.duration, args.concurrency))
         tool = "wrk" if use_wrk else "asyncio client (same process for all connections)"
         print(f"load: {tool}, {args.concurrency} connections, {args.duration:g} s per endpoint")
-        print(f"plain RequestHandler + async ORM : {results['plain']:8.0f} req/s")
-        print(f"DjangoHandler + MIDDLEWARE + lane: {results['bridged']:8.0f} req/s")
-        print(f"ratio bridged / plain            : {results['bridged'] / results['plain']:8.2f}")
+        hello, bridged_hello = results["plain-hello"], results["bridged-hello"]
+        read, bridged_read = results["plain"], results["bridged"]
+        print(f"hello: plain RequestHandler       : {hello:8.0f} req/s")
+        print(f"hello: DjangoHandler + MIDDLEWARE : {bridged_hello:8.0f} req/s")
+        print(f"hello: ratio bridged / plain      : {bridged_hello / hello:8.2f}")
+        print(f"read : plain RequestHandler + ORM : {read:8.0f} req/s")
+        print(f"read : DjangoHandler + MIDDLEWARE : {bridged_read:8.0f} req/s")
+        print(f"read : ratio bridged / plain      : {bridged_read / read:8.2f}")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
