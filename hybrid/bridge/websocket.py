@@ -2,22 +2,23 @@
 
 What Django otherwise needs Channels (and Redis) for, on the worker's own IOLoop::
 
-    handshake (GET + Upgrade) ──> lease a lane ──> request_started
+    handshake (GET + Upgrade) ──> a lane (leased at the first query) ──> request_started
       ──> ASGIRequest built from the handshake            -> handler.django_request
       ──> Origin checked with Django's CSRF rules (403 if cross-site)
       ──> settings.MIDDLEWARE around an internal "view": session, user resolved
           (``login_required = True``: anonymous users get 403, no upgrade)
       ──> request_finished, lane released ──> 101 Switching Protocols
-    open()            ──> on a leased lane, between request_started / request_finished
-    each on_message() ──> on a leased lane, between request_started / request_finished
+    open()            ──> its own lane (leased at its first query), between the signals
+    each on_message() ──> its own lane (leased at its first query), between the signals
     on_close()        ──> plain Tornado (sync; no lane)
 
 Choices, and why:
 
 * **Lanes are leased per call, not per connection.** A socket may stay open for hours; holding
   one of the worker's ``--db-threads`` database threads for that long would let a few idle
-  sockets starve every HTTP request. ``open()`` and each ``on_message()`` lease a lane for
-  their own duration and send ``request_started`` / ``request_finished`` around it, so
+  sockets starve every HTTP request. ``open()`` and each ``on_message()`` get a lane of
+  their own (leased at their first thread-bound call, like a request) and the
+  ``request_started`` / ``request_finished`` treatment (:mod:`hybrid.bridge.hygiene`), so
   ``CONN_MAX_AGE`` / ``CONN_HEALTH_CHECKS`` apply per message exactly as per request. A
   consequence: a ``transaction.atomic()`` block cannot span messages (it could not span
   requests either). Messages of one socket are handled one at a time, in order (Tornado
@@ -56,6 +57,7 @@ from tornado.websocket import WebSocketHandler
 
 from hybrid.bridge.fallback import build_scope, make_async_streaming
 from hybrid.bridge.handler import _chain
+from hybrid.bridge.hygiene import close_response, request_hygiene
 from hybrid.bridge.lanes import lane_context
 
 if TYPE_CHECKING:
@@ -132,6 +134,7 @@ class DjangoWebSocketHandler(WebSocketHandler):
 
         chain = _chain(self.application)
         signals_on = self._signals_on()
+        hygiene = request_hygiene(type(chain)) if signals_on else None
         accepted = HttpResponse()
 
         async def view(request: Any) -> HttpResponseBase:
@@ -148,10 +151,11 @@ class DjangoWebSocketHandler(WebSocketHandler):
         view.__module__ = type(self).__module__
         view.csrf_exempt = True  # type: ignore[attr-defined]  # a GET; Origin checked above
 
-        async with lane_context(self.settings.get("hybrid_db_threads")):
+        on_lease = hygiene.started if hygiene is not None else None
+        async with lane_context(self.settings.get("hybrid_db_threads"), on_lease=on_lease) as lane:
             set_script_prefix("/")
             scope = build_scope(self.request, self._server())
-            if signals_on:
+            if signals_on and hygiene is None:
                 await signals.request_started.asend(sender=type(chain), scope=scope)
             request, response = chain.create_request(scope, io.BytesIO(b""))
             if request is not None:
@@ -179,7 +183,9 @@ class DjangoWebSocketHandler(WebSocketHandler):
                     response = HttpResponse(body, status=response.status_code)
                 return response
             finally:
-                if signals_on:
+                if hygiene is not None:
+                    close_response(response, hygiene, lane)  # request_finished's work
+                elif signals_on:
                     await sync_to_async(response.close)()  # sends request_finished
                 else:
                     for closer in response._resource_closers:
@@ -214,9 +220,13 @@ class DjangoWebSocketHandler(WebSocketHandler):
 
         chain = _chain(self.application)
         signals_on = self._signals_on()
+        hygiene = request_hygiene(type(chain)) if signals_on else None
+        on_lease = hygiene.started if hygiene is not None else None
         try:
-            async with lane_context(self.settings.get("hybrid_db_threads")):
-                if signals_on:
+            async with lane_context(
+                self.settings.get("hybrid_db_threads"), on_lease=on_lease
+            ) as lane:
+                if signals_on and hygiene is None:
                     scope = build_scope(self.request, self._server())
                     await signals.request_started.asend(sender=type(chain), scope=scope)
                 try:
@@ -224,7 +234,10 @@ class DjangoWebSocketHandler(WebSocketHandler):
                     if inspect.isawaitable(result):
                         result = await result
                 finally:
-                    if signals_on:
+                    if hygiene is not None:
+                        hygiene.finished_on_loop()
+                        lane.release(hygiene.finished_on_lane)
+                    elif signals_on:
                         await sync_to_async(signals.request_finished.send)(sender=type(chain))
         except Exception:
             app_log.error(
