@@ -179,6 +179,14 @@ async def test_open_sockets_do_not_hold_the_database_thread(
 
 
 @pytest.mark.gen_test
+async def test_messages_without_queries_take_no_database_thread(port: int) -> None:
+    conn = await connect(port, "/ws/ping")
+    for _ in range(3):
+        assert await receive(conn_send(conn, "ping")) == {"pong": True, "leased": False}
+    await close(conn)
+
+
+@pytest.mark.gen_test
 async def test_request_signals_fire_per_message_on_the_lane(port: int) -> None:
     from django.core import signals
 

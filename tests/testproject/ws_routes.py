@@ -43,7 +43,16 @@ class Members(Echo):
     login_required = True
 
 
+class Ping(DjangoWebSocketHandler):
+    """Answers without touching the database: says whether a lane was leased."""
+
+    async def on_message(self, message: str | bytes) -> None:
+        lane = current_lane()
+        self.write_message({"pong": True, "leased": lane is not None and lane.lane is not None})
+
+
 routes = [
     (r"/ws/echo", Echo),
     (r"/ws/members", Members),
+    (r"/ws/ping", Ping),
 ]
