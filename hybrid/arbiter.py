@@ -39,7 +39,14 @@ from hybrid.config import Config
 from hybrid.errors import WorkerBootError, describe_exception
 from hybrid.log import gen_log
 from hybrid.nginx import NginxProcess
-from hybrid.procutil import become_subreaper, children_of, describe_exit, kill_quietly, rss_mb
+from hybrid.procutil import (
+    become_subreaper,
+    children_of,
+    describe_exit,
+    kill_quietly,
+    raise_open_files_limit,
+    rss_mb,
+)
 from hybrid.sockets import bind_metrics_ports, bind_ports, close_sockets
 from hybrid.worker import BOOT_ERROR_EXIT, Worker
 
@@ -136,6 +143,7 @@ class Arbiter:
         try:
             self._install_signals()
             become_subreaper()
+            raise_open_files_limit()
             _close_inherited_db_connections()
             self._write_pidfile()
             gen_log.info(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import signal
 
 __all__ = [
@@ -11,8 +12,12 @@ __all__ = [
     "children_of",
     "describe_exit",
     "kill_quietly",
+    "raise_open_files_limit",
     "rss_mb",
 ]
+
+#: The soft limit on open files a master asks for (each client connection is one file).
+OPEN_FILES_WANTED = 65536
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -76,3 +81,23 @@ def rss_mb(pid: int) -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return resident_pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+
+
+def raise_open_files_limit(wanted: int = OPEN_FILES_WANTED) -> int:
+    """Raise the soft ``RLIMIT_NOFILE`` towards ``wanted`` (never above the hard limit, never
+    lower than it is), for this process and the workers it forks; returns the new limit.
+
+    Distributions start processes with a soft limit of 1,024 open files, so a worker would
+    refuse its 1,021st keep-alive client with EMFILE. nginx does the same with
+    ``worker_rlimit_nofile``. Tornado uses epoll, so descriptors above 1,024 are fine; the
+    command runner's children get the limits their command asks for.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        except (ValueError, OSError):
+            pass
+    return soft

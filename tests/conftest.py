@@ -131,14 +131,15 @@ class HybridProcess:
 def _answers(port: int) -> bool:
     import http.client
 
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
         conn.request("GET", "/hybrid/pid")
         conn.getresponse().read()
-        conn.close()
         return True
-    except OSError:
+    except OSError:  # refused, reset, or timed out (http.client's errors are OSErrors too)
         return False
+    finally:
+        conn.close()
 
 
 def wait_session_empty(sid: int, timeout: float = 10.0) -> list[int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import time
@@ -237,3 +238,23 @@ def test_bind_ports_is_all_or_nothing(free_ports: Callable[[int], list[int]]) ->
 def test_describe_exit() -> None:
     assert describe_exit(9) == "was killed by SIGKILL"
     assert describe_exit(3 << 8) == "exited with status 3"
+
+
+def test_workers_get_an_open_files_limit_for_many_connections(
+    hybrid_serve: Callable[..., HybridProcess], free_ports: Callable[[int], list[int]]
+) -> None:
+    """Started with the usual soft limit of 1,024 (here 512), a worker could hold only about
+    that many connections; the master raises the soft limit towards the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 512:
+        pytest.fail(f"the hard RLIMIT_NOFILE here ({hard}) leaves nothing to raise")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+    try:
+        server = hybrid_serve(ports=free_ports(1))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
+    for pid in [server.pid, *worker_pids(server).values()]:
+        with open(f"/proc/{pid}/limits") as f:
+            line = next(line for line in f if line.startswith("Max open files"))
+        assert int(line.split()[3]) == wanted, line

@@ -112,6 +112,9 @@ def test_render_has_every_required_directive(tmp_path: Path, static_dir: Path) -
     )
     text = render_config(config, prefix=tmp_path)
     assert "{{" not in text and "}}" not in text
+    # 1,000+ clients: each takes a client and an upstream descriptor in an nginx worker.
+    assert directives(block(text, "events"), "worker_connections") == ["4096"]
+    assert directives(text, "worker_rlimit_nofile") == ["16384"]
 
     upstream = block(text, "upstream hybrid_workers")
     assert directives(upstream, "server") == [
