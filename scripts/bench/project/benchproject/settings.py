@@ -2,7 +2,7 @@
 
 ``MARIADB_HOST``, ``MARIADB_PORT``, ``MARIADB_USER``, ``MARIADB_PASSWORD`` (what
 ``scripts/mariadb start`` prints), ``BENCH_DATABASE`` (default ``hybrid_bench``) and
-``BENCH_CONN_MAX_AGE`` (default 60; the gevent stack uses 0: one connection per greenlet).
+``BENCH_CONN_MAX_AGE`` (default 60; the harness gives uvicorn 0, see its Stacks table).
 """
 
 import os
@@ -48,7 +48,13 @@ DATABASES = {
         "PASSWORD": os.environ.get("MARIADB_PASSWORD", "hybrid"),
         "NAME": os.environ.get("BENCH_DATABASE", "hybrid_bench"),
         "CONN_MAX_AGE": int(os.environ.get("BENCH_CONN_MAX_AGE", "60")),
-        "OPTIONS": {"charset": "utf8mb4"},
+        # No TLS on loopback. Without ssl_disabled, PyMySQL (2.2.8 here) tries TLS in
+        # "preferred" mode: it builds an SSL context on every connect, loading the system CA
+        # bundle (~30 ms of CPU), even though this MariaDB has TLS off. With a connection per
+        # request (CONN_MAX_AGE 0, or uvicorn's thread per request) that starved every
+        # database endpoint; under gevent it blocked the hub (0 req/s). aiomysql (raw
+        # Tornado, hybrid's native path) does no TLS unless asked; hybrid drops the option.
+        "OPTIONS": {"charset": "utf8mb4", "ssl_disabled": True},
     }
 }
 
