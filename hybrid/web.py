@@ -195,6 +195,15 @@ def _close_after_response(request_conn: httputil.HTTPConnection) -> None:
         request_conn._disconnect_on_finish = True
 
 
+#: The headers tornado's ``_apply_xheaders`` reads (it validates the IP with getaddrinfo,
+#: so it is worth skipping when a request carries none of them).
+_PROXY_HEADERS = ("X-Real-Ip", "X-Forwarded-For", "X-Scheme", "X-Forwarded-Proto")
+
+
+def _has_proxy_headers(headers: httputil.HTTPHeaders) -> bool:
+    return any(name in headers for name in _PROXY_HEADERS)
+
+
 def _is_loopback(context: object) -> bool:
     address = getattr(context, "address", None)
     if not isinstance(address, tuple) or not address:
@@ -245,10 +254,11 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
             self._app._used[self._server_conn] = float("inf")  # busy, not idle
         if self._app.draining:
             _close_after_response(self._conn)
-        context = getattr(self._conn, "context", None)
-        if self._app.settings.get("hybrid_xheaders") and _is_loopback(context):
-            context._apply_xheaders(headers)  # type: ignore[union-attr]
-            self._xheaders_applied = True
+        if self._app.settings.get("hybrid_xheaders") and _has_proxy_headers(headers):
+            context = getattr(self._conn, "context", None)
+            if _is_loopback(context):
+                context._apply_xheaders(headers)  # type: ignore[union-attr]
+                self._xheaders_applied = True
         finish = self._conn.finish
 
         def finish_and_count() -> None:
