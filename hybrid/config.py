@@ -372,8 +372,9 @@ OPTIONS: tuple[Option, ...] = (
         "--native-mysql",
         _parse_bool,
         "run Django's async ORM calls on MySQL/MariaDB databases natively on an aiomysql "
-        "pool per worker, without a database thread (default false: experimental, see the "
-        "README section on native MySQL)",
+        "pool per worker (at most --db-threads connections, opened on first use), without a "
+        "database thread (default true; false keeps them on the database threads; one "
+        "database opts out with DATABASES[alias]['HYBRID_NATIVE'] = False)",
         "BOOL",
     ),
     Option(
@@ -414,7 +415,7 @@ class Config:
     pidfile: str | None = None
     db_threads: int | None = None
     request_signals: bool = True
-    native_mysql: bool = False
+    native_mysql: bool = True
     log_level: str = "info"
     #: Where each value came from, for messages: ``{"ports": "--ports", ...}``.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -474,10 +475,17 @@ class Config:
         """Database threads per worker: ``db_threads``, or a share of the connection budget.
 
         Each thread keeps its own connection (``CONN_MAX_AGE``) and a request holds one
-        thread for its lifetime, so a worker opens at most ``threads`` connections. The
-        budget is ``threads x workers x 2 <= max_connections``; the factor 2 is headroom for
-        a rolling reload, where a worker being replaced still holds its connections while
-        its successor opens new ones.
+        thread for its lifetime, so a worker opens at most ``threads`` connections per
+        database alias. The budget is ``threads x workers x 2 <= max_connections``; the
+        factor 2 is headroom for a rolling reload, where a worker being replaced still holds
+        its connections while its successor opens new ones.
+        With ``native_mysql`` (the default), a MySQL alias also gets a lazily opened
+        aiomysql pool of at most ``threads`` connections per worker
+        (:func:`hybrid.db.setup`): up to ``2 x threads`` per worker for that alias. The same
+        product then holds them, the 2 being lanes + pool, and a rolling reload (one port
+        at a time) adds one worker's ``2 x threads``: at most ``threads x (workers + 1) x
+        2`` connections, 112 or fewer with the defaults below, within MySQL's and MariaDB's
+        default ``max_connections`` of 151.
         Without ``db_threads``, :data:`DB_CONNECTION_BUDGET` (PostgreSQL's default
         ``max_connections``; MySQL/MariaDB allow 151) is divided that way, capped at
         :data:`MAX_DEFAULT_DB_THREADS`: 8 threads for up to 6 workers, 4 for 12, 1 for 50.

@@ -96,8 +96,9 @@ def run_native(factory: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-def seed() -> None:
-    """A few dozen rows, with the edge values of each type (sync ORM)."""
+def seed(tz: datetime.tzinfo | None = datetime.UTC) -> None:
+    """A few dozen rows, with the edge values of each type (sync ORM); the datetimes in
+    ``tz``, naive with ``tz=None`` (for ``USE_TZ = False``)."""
     from nativedb.models import Doc, Item, Note, Owner, Profile, Tag
 
     for model in (Tag.items.through, Tag, Profile, Item, Doc, Note, Owner):
@@ -105,7 +106,6 @@ def seed() -> None:
     owners = [Owner.objects.create(name=f"owner{n}", rank=n % 3) for n in range(4)]
     Profile.objects.create(owner=owners[0], bio="first ✓ 🐍")
     Profile.objects.create(owner=owners[2], bio="")
-    tz = datetime.UTC
     items = []
     for n in range(30):
         items.append(

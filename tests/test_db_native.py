@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import MariaDB
-from dbnative import run_native, seed, setup_alias, snapshot
+from dbnative import ALIAS, run_native, seed, setup_alias, snapshot
 from django.db.models import Avg, Count, F, Max, Min, Q, Sum, Value
 from django.db.models.functions import Concat
 
@@ -199,3 +199,189 @@ def test_aiterator_matches_the_sync_orm() -> None:
 
     assert run_native(native) == expected
     assert stats["fallback"] == 0
+
+
+def test_each_select_is_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The replay runs a method twice but compiles its SELECT once (hybrid.db.replay)."""
+    from django.db.models.sql.compiler import SQLCompiler
+    from nativedb.models import Item
+
+    compiled: list[str] = []
+    original = SQLCompiler.as_sql
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        compiled.append(type(self).__name__)
+        return original(self, *args, **kwargs)
+
+    calls: list[tuple[str, Callable[[], Any]]] = [
+        ("aget", lambda: Item.objects.aget(uid=uuid.UUID(int=3 * 7919))),
+        ("aget-related", lambda: Item.objects.select_related("owner").aget(big=2**40 + 1)),
+        ("afirst", lambda: Item.objects.filter(i__gt=0).afirst()),
+        ("alast", lambda: Item.objects.order_by("dec").alast()),
+        ("acount", lambda: Item.objects.filter(flag=True).acount()),
+        ("aexists", lambda: Item.objects.filter(name="name1").aexists()),
+        ("aaggregate", lambda: Item.objects.aaggregate(Sum("dec"), n=Count("id"))),
+        ("async-for", lambda: _alist(Item.objects.filter(i__gt=0).values("name", "dec"))),
+        ("sliced-count", lambda: Item.objects.all()[3:9].acount()),
+    ]
+
+    async def run() -> list[tuple[str, int]]:
+        await Item.objects.acount()  # the pool and the server's answers, once
+        monkeypatch.setattr(SQLCompiler, "as_sql", counting)
+        counts = []
+        for name, call in calls:
+            compiled.clear()
+            await call()
+            counts.append((name, len(compiled)))
+        monkeypatch.undo()
+        return counts
+
+    assert run_native(run) == [(name, 1) for name, _ in calls]
+    assert stats["fallback"] == 0, stats
+
+
+async def _alist(qs: Any) -> list[Any]:
+    return [obj async for obj in qs]
+
+
+def test_get_raises_what_django_raises() -> None:
+    """``aget`` builds its queryset once (hybrid.db.reads): same results, same errors."""
+    from nativedb.models import Item
+
+    cases: list[tuple[dict[str, Any], Callable[[], Any]]] = [
+        ({"uid": uuid.UUID(int=5 * 7919)}, Item.objects.all),
+        ({"pk": 10**6}, Item.objects.all),
+        ({"flag": True}, Item.objects.all),
+        ({}, lambda: Item.objects.filter(name="name1")),
+        ({}, lambda: Item.objects.filter(pk__lt=0)),
+        ({"i": 2}, lambda: Item.objects.select_related("owner").order_by("-pk")),
+        ({}, lambda: Item.objects.filter(pk=2).union(Item.objects.filter(pk=2))),
+        ({"pk": 2}, lambda: Item.objects.filter(pk=2).union(Item.objects.filter(pk=3))),
+        ({}, lambda: Item.objects.order_by("pk")[1:2]),
+        ({"pk": 2}, lambda: Item.objects.order_by("pk")[1:2]),
+        ({}, lambda: Item.objects.values("pk", "name").filter(pk=4)),
+    ]
+
+    def outcome(fn: Callable[[], Any]) -> Any:
+        try:
+            return snapshot(fn())
+        except Exception as exc:
+            return ("raised", type(exc).__name__, str(exc))
+
+    async def aoutcome(fn: Callable[[], Any]) -> Any:
+        try:
+            return snapshot(await fn())
+        except Exception as exc:
+            return ("raised", type(exc).__name__, str(exc))
+
+    want = [outcome(lambda k=k, b=b: b().get(**k)) for k, b in cases]
+
+    async def run() -> list[Any]:
+        return [await aoutcome(lambda k=k, b=b: b().aget(**k)) for k, b in cases]
+
+    got = run_native(run)
+    for case, have, expected in zip(cases, got, want, strict=True):
+        assert have == expected, case
+    assert {row[1] for row in want if row[0] == "raised"} >= {
+        "DoesNotExist",
+        "MultipleObjectsReturned",
+        "NotSupportedError",
+        "TypeError",
+    }
+
+
+def test_values_larger_than_the_read_buffer() -> None:
+    """A packet that is not whole in the reader's buffer takes aiomysql's own read path
+    (hybrid.db.connection): a 3 MB row reads and writes back as with the sync ORM."""
+    from nativedb.models import Item
+
+    big = "é" * 1_500_000
+    first, second = Item.objects.order_by("pk").values_list("pk", flat=True)[:2]
+    Item.objects.filter(pk=first).update(body=big, blob=bytes(range(256)) * 8000)
+    want = snapshot(list(Item.objects.order_by("pk").values("pk", "body", "blob")))
+
+    async def run() -> Any:
+        rows = [row async for row in Item.objects.order_by("pk").values("pk", "body", "blob")]
+        await Item.objects.filter(pk=second).aupdate(body=big + "!", blob=b"\x00" * 2_000_000)
+        return rows
+
+    assert snapshot(run_native(run)) == want
+    assert Item.objects.get(pk=second).body == big + "!"
+    assert bytes(Item.objects.get(pk=second).blob) == b"\x00" * 2_000_000
+    assert stats["fallback"] == 0, stats
+
+
+def test_each_write_statement_is_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.db.backends.mysql import compiler as mysql_compiler
+    from django.db.models.sql import compiler as base_compiler
+    from nativedb.models import Doc, Item, Owner
+
+    compiled: list[str] = []
+    classes = {
+        base_compiler.SQLCompiler,
+        mysql_compiler.SQLUpdateCompiler,
+        mysql_compiler.SQLDeleteCompiler,
+    }
+
+    def counting(original: Any) -> Any:
+        def as_sql(self: Any, *args: Any, **kwargs: Any) -> Any:
+            compiled.append(type(self).__name__)
+            return original(self, *args, **kwargs)
+
+        return as_sql
+
+    async def run() -> list[tuple[str, list[str]]]:
+        owner = await Owner.objects.aget(name="owner1")
+        doc = await Doc.objects.aget(title="doc-b")
+        for cls in classes:
+            monkeypatch.setattr(cls, "as_sql", counting(cls.__dict__["as_sql"]))
+        counts = []
+        for name, call in [
+            ("aupdate", lambda: Item.objects.filter(flag=True).aupdate(maybe=F("maybe") + 1)),
+            ("asave", lambda: owner.asave()),
+            ("asave-fields", lambda: owner.asave(update_fields=["rank"])),
+            ("adelete", lambda: doc.adelete()),
+            ("aupdate-join", lambda: Item.objects.filter(owner__name="owner1").aupdate(i=7)),
+        ]:
+            compiled.clear()
+            await call()
+            counts.append((name, sorted(compiled)))
+        monkeypatch.undo()
+        return counts
+
+    assert run_native(run) == [
+        ("aupdate", ["SQLUpdateCompiler"]),
+        ("asave", ["SQLUpdateCompiler"]),
+        ("asave-fields", ["SQLUpdateCompiler"]),
+        ("adelete", ["SQLDeleteCompiler"]),
+        # MariaDB updates from a subquery of the keys (compiled inside the UPDATE's as_sql)
+        ("aupdate-join", ["SQLCompiler", "SQLUpdateCompiler"]),
+    ]
+    assert stats["fallback"] == 0, stats
+    assert list(Item.objects.filter(owner__name="owner1").values_list("i", flat=True)) == [7] * 7
+
+
+def test_an_update_that_selects_its_keys_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MySQL (not MariaDB) cannot update from a subquery of the same table: Django's
+    UPDATE compiler runs a SELECT of the keys inside as_sql(). Such an UPDATE is compiled
+    in every run of the replay, and gives what the sync ORM gives."""
+    from django.db.backends.mysql import compiler as mysql_compiler
+    from nativedb.models import Item
+
+    from hybrid.db import pool
+
+    run_native(lambda: Item.objects.acount())  # the server's answers, once
+    monkeypatch.setitem(pool._infos[ALIAS].features, "update_can_self_select", False)
+    compiled: list[str] = []
+    original = mysql_compiler.SQLUpdateCompiler.as_sql
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        compiled.append(type(self).__name__)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(mysql_compiler.SQLUpdateCompiler, "as_sql", counting)
+    rows = run_native(lambda: Item.objects.filter(owner__name="owner2").aupdate(i=F("i") + 100))
+    assert compiled == ["SQLUpdateCompiler"] * 3
+    want = list(Item.objects.filter(owner__name="owner2").order_by("pk").values_list("i"))
+    assert rows == len(want) and all(i >= 95 for (i,) in want)
+    assert stats["fallback"] == 0 and stats["native:aupdate"] == 1, stats

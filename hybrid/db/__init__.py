@@ -1,11 +1,12 @@
-"""Django's async ORM natively on aiomysql for MySQL/MariaDB databases (see docs/db.md).
+"""Django's async ORM natively on aiomysql for MySQL/MariaDB databases (README.md, "The
+async ORM natively on MySQL/MariaDB").
 
 ``await Model.objects.aget(pk=1)``, ``async for``, ``acreate``, ``asave``... run on an
 aiomysql pool of the worker's own loop, compiled by Django's compilers and hydrated by
 Django's own code, with no database thread involved. :func:`setup` turns it on in a worker
-(``native_mysql``; off by default until the remaining work of issue 5 lands);
-:class:`atomic` is an async transaction on one pooled connection. Importing this package
-does not import Django.
+(``native_mysql``, on by default; ``DATABASES[alias]["HYBRID_NATIVE"] = False`` keeps one
+database on the threads); :class:`atomic` is an async transaction on one pooled
+connection. Importing this package does not import Django.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ __all__ = [
 
 def setup(config: Any) -> bool:
     """At worker boot, on its loop: with ``config.native_mysql``, patch Django's async ORM
-    methods, size the pools like the database threads (``config.db_thread_count``) and let
-    this loop open pools (lazily, on the first query). Returns whether it is on."""
+    methods, bound each pool like the database threads (``config.db_thread_count``
+    connections per worker and MySQL alias, so lanes + pool stay within the budget that
+    :attr:`hybrid.config.Config.db_thread_count` documents) and let this loop open pools
+    (lazily: no connection before the first native query). Returns whether it is on."""
     if not getattr(config, "native_mysql", False):
         return False
     install()

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from hybrid.db import native
+from hybrid.db import native, reads
 from hybrid.db.execute import current_transaction
 from hybrid.db.pool import is_active, prepared_connection, server_info
 from hybrid.db.replay import Unsupported, install_compiler_hook, replay, uninstall_compiler_hook
@@ -186,9 +186,12 @@ def _read_method(name: str, sync_name: str, original: Any) -> Any:
     @functools.wraps(original)
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         alias = _target(self.db)
-        result = await _native(
-            name, alias, lambda db: replay(db, getattr(self, sync_name), *args, **kwargs)
-        )
+        if name == "aget":
+            result = await _native(name, alias, lambda db: reads.get(db, self, args, kwargs))
+        else:
+            result = await _native(
+                name, alias, lambda db: replay(db, getattr(self, sync_name), *args, **kwargs)
+            )
         if result is _NOT_RUN:
             result = await original(self, *args, **kwargs)
         return result

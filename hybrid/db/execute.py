@@ -127,10 +127,23 @@ def _is_read(sql: str) -> bool:
     return sql.lstrip()[:6].upper() == "SELECT"
 
 
+def _escape(conn: Any, value: Any) -> str:
+    """One parameter as SQL, as PyMySQL's sync ``Connection.escape`` writes it. aiomysql
+    0.3's own ``escape`` calls ``pymysql.converters.escape_bytes_prefixed``, which PyMySQL
+    1.1+ turned into a string: ``bytes`` parameters raised ``TypeError`` there."""
+    if isinstance(value, (bytes, bytearray)):
+        return f"X'{value.hex()}'"
+    return str(conn.escape(value))
+
+
 async def _execute_on(conn: Any, sql: str, params: Sequence[Any] | None) -> Result:
     args = tuple(params) if params is not None else None
+    if args is not None:  # interpolated as the driver would (``%%`` included)
+        sql_text = sql % tuple(_escape(conn, arg) for arg in args)
+    else:
+        sql_text = sql
     async with conn.cursor() as cursor:
-        await cursor.execute(sql, args)
+        await cursor.execute(sql_text)
         rows = list(await cursor.fetchall()) if cursor.description else []
         return Result(sql, args or (), rows, cursor.rowcount, cursor.lastrowid, cursor.description)
 
@@ -249,7 +262,10 @@ class atomic:  # noqa: N801  # named like django.db.transaction.atomic
             self._stack.append((name, None))
             return self
         pool = await _pool(alias)
-        conn = await pool.acquire()
+        try:
+            conn = await pool.acquire()
+        except BaseException as exc:
+            raise django_error(exc) from None
         try:
             await conn.begin()
         except BaseException as exc:

@@ -16,11 +16,20 @@ level Django sets (``READ COMMITTED`` unless ``OPTIONS["isolation_level"]`` says
 otherwise), autocommit on. ``pool_recycle`` is half the server's ``wait_timeout`` (at most
 an hour), so an idle connection is replaced before the server drops it. :func:`close_pools`
 closes the running loop's pools; a stopping worker calls it after its last request.
+
+The pool (:class:`Pool`) is hybrid's own, over aiomysql connections: at most ``maxsize``
+connections (``--db-threads``), none before the first query; the last one released is the
+next one handed out, so a quiet worker keeps few connections busy and the others age out;
+one the server closed (restart, ``wait_timeout``) or older than ``pool_recycle`` is dropped
+when it would be handed out, never given to a query. A waiting query gets a released
+connection directly, first come first served. aiomysql's own pool takes a lock and starts a
+task for every release; this one costs a list operation when a connection is free.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import logging
 import threading
@@ -29,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "Pool",
     "ServerInfo",
     "activate",
     "close_pools",
@@ -44,10 +54,14 @@ log = logging.getLogger("hybrid.general")
 
 #: Loops whose native queries may open pools (a worker's loop; a test's loop).
 _active: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Pool]] = (
     weakref.WeakKeyDictionary()
 )
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+#: Per loop and alias, the compile-only ``DatabaseWrapper`` (:func:`prepared_connection`).
+_wrappers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
     weakref.WeakKeyDictionary()
 )
 _infos: dict[str, ServerInfo] = {}
@@ -164,10 +178,23 @@ def forget_server_info(alias: str | None = None) -> None:
 
 def prepared_connection(alias: str, info: ServerInfo) -> Any:
     """The loop thread's ``connections[alias]``, with the server's answers filled in so that
-    compiling never opens the sync connection."""
+    compiling never opens the sync connection.
+
+    On a loop thread Django keeps one ``DatabaseWrapper`` per context, so every request
+    task would build its own (~30 us, for a wrapper that only compiles). A context that has
+    none gets the loop's shared one instead: it never connects (its ``cursor()`` raises
+    ``SynchronousOnlyOperation`` on the loop, as any would), and what it answers while
+    compiling is the same for every task (``get_autocommit`` reads the task's own
+    :class:`hybrid.db.atomic` block)."""
     from django.db import connections
 
-    conn = connections[alias]
+    conn = getattr(connections._connections, alias, None)
+    if conn is None:
+        shared = _wrappers.setdefault(asyncio.get_running_loop(), {})
+        conn = shared.get(alias)
+        if conn is None:
+            conn = shared[alias] = connections.create_connection(alias)
+        connections[alias] = conn
     if conn.__dict__.get("_hybrid_native_info") is not info:
         from hybrid.db.execute import current_transaction
 
@@ -208,8 +235,171 @@ def _connect_kwargs(info: ServerInfo) -> dict[str, Any]:
     return kwargs
 
 
-async def get_pool(alias: str) -> Any:
-    """The running loop's aiomysql pool for ``alias``, made on first use."""
+class Pool:
+    """At most ``maxsize`` aiomysql connections of one loop, made on demand (module docs).
+
+    ``await acquire()`` a connection, ``release()`` it after (also when it failed: a closed
+    one is forgotten); :meth:`close`, then ``await`` :meth:`wait_closed` for the busy ones.
+    Connection errors are the driver's (``pymysql.err.OperationalError``), for the caller
+    to translate.
+    """
+
+    def __init__(self, maxsize: int, recycle: float, connect_kwargs: dict[str, Any]) -> None:
+        self.maxsize = max(1, maxsize)
+        self._recycle = recycle
+        self._connect_kwargs = connect_kwargs
+        self._free: collections.deque[Any] = collections.deque()
+        self._used: set[Any] = set()
+        #: Connections open or being opened, busy or free.
+        self._size = 0
+        self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._closing = False
+        self._all_closed: asyncio.Event | None = None
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def freesize(self) -> int:
+        return len(self._free)
+
+    def _usable(self, conn: Any, now: float) -> bool:
+        reader = conn._reader
+        return not (
+            conn.closed
+            or reader.at_eof()
+            or reader.exception() is not None
+            or getattr(reader, "eof_received", False)  # aiomysql's reader: MySQL 8 timeouts
+            or (self._recycle >= 0 and now - conn.last_usage > self._recycle)
+        )
+
+    async def acquire(self) -> Any:
+        """A connection: a free one, a new one while fewer than ``maxsize`` exist, else the
+        next one released (waiting in line)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._closing:
+                raise _closed_error()
+            now = loop.time()
+            while self._free:
+                conn = self._free.pop()
+                if self._usable(conn, now):
+                    self._used.add(conn)
+                    return conn
+                self._forget(conn)
+            if self._size < self.maxsize:
+                return await self._connect()
+            waiter: asyncio.Future[Any] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                conn = await waiter
+            except BaseException:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                elif waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    handed = waiter.result()  # cancelled after a release chose us: pass it on
+                    if handed is not None:
+                        self.release(handed)
+                    else:
+                        self._wake()
+                raise
+            if conn is not None:
+                return conn
+            # None: a connection was dropped, so there is room to open one; loop again
+
+    async def _connect(self) -> Any:
+        from hybrid.db.connection import connect
+
+        self._size += 1
+        try:
+            conn = await connect(**self._connect_kwargs)
+        except BaseException:
+            self._size -= 1
+            self._wake()
+            raise
+        if self._closing:
+            conn.close()
+            self._size -= 1
+            self._check_closed()
+            raise _closed_error()
+        self._used.add(conn)
+        return conn
+
+    def release(self, conn: Any) -> None:
+        """Give ``conn`` back; a closed one, one inside a transaction (it was interrupted)
+        or any after :meth:`close` is closed and forgotten."""
+        if conn not in self._used:
+            return  # terminated, or released twice
+        self._used.discard(conn)
+        if conn.closed or self._closing or conn.get_transaction_status():
+            self._forget(conn)
+            self._wake()
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._used.add(conn)
+                waiter.set_result(conn)
+                return
+        self._free.append(conn)
+
+    def _forget(self, conn: Any) -> None:
+        conn.close()
+        self._size -= 1
+        self._check_closed()
+
+    def _wake(self) -> None:
+        """Room for one more connection: let the first waiter open it."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _check_closed(self) -> None:
+        if self._closing and self._size == 0 and self._all_closed is not None:
+            self._all_closed.set()
+
+    def close(self) -> None:
+        """Close the free connections now, the busy ones when released; waiters fail."""
+        self._closing = True
+        while self._free:
+            self._forget(self._free.pop())
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(_closed_error())
+
+    def terminate(self) -> None:
+        """:meth:`close`, cutting the busy connections too."""
+        self.close()
+        for conn in list(self._used):
+            self._used.discard(conn)
+            self._forget(conn)
+
+    async def wait_closed(self) -> None:
+        """Wait until every connection is closed (after :meth:`close`)."""
+        if not self._closing:
+            raise RuntimeError("wait_closed() before close()")
+        if self._size == 0:
+            return
+        if self._all_closed is None:
+            self._all_closed = asyncio.Event()
+        await self._all_closed.wait()
+
+
+def _closed_error() -> Exception:
+    """The driver's ``InterfaceError`` (Django's, once translated), as for a closed
+    connection."""
+    import pymysql
+
+    error: Exception = pymysql.err.InterfaceError(0, "the native MySQL pool is closed")
+    return error
+
+
+async def get_pool(alias: str) -> Pool:
+    """The running loop's pool for ``alias``, made on first use."""
     loop = asyncio.get_running_loop()
     pools = _pools.setdefault(loop, {})
     pool = pools.get(alias)
@@ -220,12 +410,8 @@ async def get_pool(alias: str) -> Any:
         pool = pools.get(alias)
         if pool is not None and not pool._closing:
             return pool
-        import aiomysql
-
         info = await server_info(alias)
-        pool = await aiomysql.create_pool(
-            minsize=0, maxsize=_pool_size, pool_recycle=info.pool_recycle, **_connect_kwargs(info)
-        )
+        pool = Pool(_pool_size, info.pool_recycle, _connect_kwargs(info))
         pools[alias] = pool
         log.debug(
             "native MySQL: pool for %r on this worker (max %d, recycle %ds)",

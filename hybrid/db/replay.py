@@ -8,9 +8,19 @@ with ``execute_sql`` answered from a list of recorded results: the first stateme
 no result for is compiled (Django's ``as_sql()``), stops the call (:class:`NeedStatement`,
 a ``BaseException`` that Django's ``except Exception`` blocks let through), and runs on
 aiomysql; then the call starts again from the top with one more recorded result, until it
-returns. A one-query method compiles twice and runs its query once; the rows are hydrated
-by Django itself (``results_iter``, converters, ``Model.from_db``, select_related
-populators), so they are what the sync ORM gives.
+returns. The rows are hydrated by Django itself (``results_iter``, converters,
+``Model.from_db``, select_related populators), so they are what the sync ORM gives.
+
+**Each statement is compiled once.** Compiling is much of the CPU a query costs on the
+loop. A compiler keeps what ``as_sql()`` worked out on itself (``select``,
+``klass_info``, ``annotation_col_map``, ``col_count``...), and that is all the code after
+``execute_sql`` reads. So the compiler of each call is kept, and in the runs after, the
+same call (the n-th ``execute_sql`` of the run: a replayed function is deterministic up to
+its first unrecorded statement) takes over its state instead of compiling again; the
+compiler class, model and result type must match, else the call is :class:`Unsupported`.
+Compilers whose ``as_sql()`` runs a query itself (MySQL's multi-table ``UPDATE``), that
+leave state on their query (``related_updates``) or that are not Django's are compiled in
+every run instead, and their SQL must not change between runs.
 
 Only functions whose Python side effects repeat harmlessly may be replayed: reads, and
 ``update()``. Saving and deleting model instances (signals, ``auto_now``) are ported
@@ -24,6 +34,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from hybrid.db.execute import FakeCursor, Result, run_statement
@@ -49,50 +60,121 @@ class NeedStatement(BaseException):
         self.params = params
 
 
+@dataclass
+class _Compiled:
+    """A compiler's state after ``as_sql()``, for the same call of a later run."""
+
+    compiler: Any
+    result_type: Any
+    #: Index of its statement in the recorded results; None when it compiled to nothing
+    #: (``EmptyResultSet``).
+    index: int | None
+    #: Whether a later run may take this state instead of compiling (module docs).
+    reusable: bool
+
+
+#: Modules whose compilers keep all a later run needs on themselves (Django's own).
+_COMPILER_MODULES = frozenset(
+    {"django.db.models.sql.compiler", "django.db.backends.mysql.compiler"}
+)
+
+
 class _Replay:
-    def __init__(self, alias: str, recorded: list[Result]) -> None:
+    def __init__(
+        self, alias: str, recorded: list[Result], compiled: dict[int, _Compiled]
+    ) -> None:
         self.alias = alias
         self.recorded = recorded
+        self.compiled = compiled
         self.index = 0
+        self.calls = 0
 
     def execute_sql(self, compiler: Any, result_type: Any) -> Any:
+        """``compiler.execute_sql(result_type)``: compiled in the first run that reaches
+        it, answered from the recorded results in the runs after."""
         from django.core.exceptions import EmptyResultSet
-        from django.db.models.sql.constants import (
-            CURSOR,
-            MULTI,
-            NO_RESULTS,
-            ROW_COUNT,
-            SINGLE,
-        )
+        from django.db.models.sql.constants import NO_RESULTS
 
         if compiler.using != self.alias:
             raise Unsupported(f"a query on another database ({compiler.using!r})")
         result_type = result_type or NO_RESULTS
+        call = self.calls  # the n-th execute_sql of this run, nested ones included
+        self.calls += 1
+        done = self.compiled.get(call)
+        if done is not None:
+            if (
+                type(done.compiler) is not type(compiler)
+                or done.compiler.query.model is not compiler.query.model
+                or done.result_type != result_type
+            ):
+                raise Unsupported("the query changed between two runs")
+            if done.reusable:  # take the state as_sql() left, instead of compiling again
+                state = dict(done.compiler.__dict__)
+                state["query"] = compiler.query
+                compiler.__dict__.update(state)
+                if done.index is None:
+                    return _empty(result_type)
+                if done.index != self.index:
+                    raise Unsupported("the statements changed order between two runs")
+                self.index += 1
+                return _answer(compiler, result_type, self.recorded[done.index])
         try:
             sql, params = compiler.as_sql()
             if not sql:
                 raise EmptyResultSet
         except EmptyResultSet:
-            return iter([]) if result_type == MULTI else None
+            if done is None:
+                self.compiled[call] = _Compiled(
+                    compiler, result_type, None, self._reusable(compiler, call)
+                )
+            return _empty(result_type)
         index = self.index
         self.index += 1
+        if done is None:
+            self.compiled[call] = _Compiled(
+                compiler, result_type, index, self._reusable(compiler, call)
+            )
         if index >= len(self.recorded):
             raise NeedStatement(sql, tuple(params))
         result = self.recorded[index]
         if result.sql != sql:
             raise Unsupported("the query changed between two compilations")
-        if result_type == MULTI:
-            rows = result.rows
-            if compiler.has_extra_select:
-                rows = [row[: compiler.col_count] for row in rows]
-            return [rows] if rows else []
-        if result_type == SINGLE:
-            return result.rows[0][: compiler.col_count] if result.rows else None
-        if result_type == ROW_COUNT:
-            return result.rowcount
-        if result_type == CURSOR:
-            return FakeCursor(result)
-        return None
+        return _answer(compiler, result_type, result)
+
+    def _reusable(self, compiler: Any, call: int) -> bool:
+        """Whether a later run may skip compiling this call: a compiler of Django's whose
+        ``as_sql()`` ran no query of its own (MySQL's multi-table ``UPDATE`` selects its
+        primary keys first) and keeps no state on its query that is read after
+        (``related_updates``: multi-table inheritance)."""
+        return (
+            self.calls == call + 1
+            and type(compiler).__module__ in _COMPILER_MODULES
+            and not getattr(compiler.query, "related_updates", None)
+        )
+
+
+def _empty(result_type: Any) -> Any:
+    from django.db.models.sql.constants import MULTI
+
+    return iter([]) if result_type == MULTI else None
+
+
+def _answer(compiler: Any, result_type: Any, result: Result) -> Any:
+    """What ``execute_sql(result_type)`` returns for ``result``."""
+    from django.db.models.sql.constants import CURSOR, MULTI, ROW_COUNT, SINGLE
+
+    if result_type == MULTI:
+        rows = result.rows
+        if compiler.has_extra_select:
+            rows = [row[: compiler.col_count] for row in rows]
+        return [rows] if rows else []
+    if result_type == SINGLE:
+        return result.rows[0][: compiler.col_count] if result.rows else None
+    if result_type == ROW_COUNT:
+        return result.rowcount
+    if result_type == CURSOR:
+        return FakeCursor(result)
+    return None
 
 
 _current: contextvars.ContextVar[_Replay | None] = contextvars.ContextVar(
@@ -136,8 +218,9 @@ async def replay(alias: str, fn: Callable[..., R], *args: Any, **kwargs: Any) ->
     from django.core.exceptions import SynchronousOnlyOperation
 
     recorded: list[Result] = []
+    compiled: dict[int, _Compiled] = {}
     while True:
-        state = _Replay(alias, recorded)
+        state = _Replay(alias, recorded, compiled)
         token = _current.set(state)
         need: NeedStatement | None = None
         try:

@@ -1,11 +1,22 @@
-"""``/native/pool``: a native query, and what this worker's pool looks like."""
+"""Probe routes of the native MySQL tests (tests/test_db_pool.py, tests/test_db_restart.py).
+
+``/native/pool``: a native query, and what this worker's pool looks like.
+``/native/probe``: a ``DjangoHandler`` that reads (``acount``) and, with ``?write=1``,
+writes (``acreate``) natively; a database error is answered 503 with its class, so that a
+test can see exactly what the application would have had to catch.
+"""
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Any
 
 import tornado.web
+
+from hybrid import DjangoHandler
+
+_names = itertools.count()
 
 
 class PoolInfo(tornado.web.RequestHandler):
@@ -22,10 +33,41 @@ class PoolInfo(tornado.web.RequestHandler):
                 "count": count,
                 "pools": sorted(pools),
                 "recycle": {alias: p._recycle for alias, p in pools.items()},
+                "maxsize": {alias: p.maxsize for alias, p in pools.items()},
                 "native": stats["native"],
                 "thread": stats["thread"],
             }
         )
 
 
-routes: list[Any] = [(r"/native/pool", PoolInfo)]
+class Probe(DjangoHandler):
+    async def get(self) -> None:
+        from django.contrib.auth.models import Group, User
+
+        from hybrid.db import stats
+
+        try:
+            count = await User.objects.acount()
+            if self.get_argument("write", ""):
+                await Group.objects.acreate(name=f"probe-{os.getpid()}-{next(_names)}")
+        except Exception as exc:
+            self.set_status(503)
+            self.write(
+                {
+                    "pid": os.getpid(),
+                    "error": f"{type(exc).__module__}.{type(exc).__qualname__}",
+                    "message": str(exc),
+                }
+            )
+            return
+        self.write(
+            {
+                "pid": os.getpid(),
+                "count": count,
+                "native": stats["native"],
+                "thread": stats["thread"],
+            }
+        )
+
+
+routes: list[Any] = [(r"/native/pool", PoolInfo), (r"/native/probe", Probe)]
