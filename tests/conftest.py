@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,10 +234,10 @@ class MariaDB:
             conn.close()
 
 
-@pytest.fixture(scope="session")
-def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
-    """``scripts/mariadb start`` on a free port, the test project migrated into it."""
-    directory = tmp_path_factory.mktemp("mariadb")
+@contextmanager
+def mariadb_server(directory: Path, *migrate: str) -> Iterator[MariaDB]:
+    """``scripts/mariadb start DIR`` on a free port with a ``hybrid_test`` database, the
+    test project migrated into it (``migrate``: app labels, default all); stopped after."""
     script = REPO_DIR / "scripts" / "mariadb"
     started = subprocess.run(
         ["bash", str(script), "start", str(directory)], capture_output=True, text=True
@@ -251,7 +252,6 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
         raise AssertionError(f"scripts/mariadb start failed:\n{started.stderr}")
     env = dict(line.split("=", 1) for line in started.stdout.split())
     env["MARIADB_DATABASE"] = "hybrid_test"
-    server = MariaDB(env)
     try:
         import pymysql
 
@@ -265,12 +265,19 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
             cursor.execute("CREATE DATABASE IF NOT EXISTS hybrid_test CHARACTER SET utf8mb4")
         admin.close()
         subprocess.run(
-            [sys.executable, "-m", "django", "migrate", "-v0"],
+            [sys.executable, "-m", "django", "migrate", *migrate, "-v0"],
             env=hybrid_env(**env, DJANGO_SETTINGS_MODULE="testproject.settings_mysql"),
             cwd=REPO_DIR,
             check=True,
             capture_output=True,
         )
-        yield server
+        yield MariaDB(env)
     finally:
         subprocess.run(["bash", str(script), "stop", str(directory)], check=False)
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
+    """The session's MariaDB (:func:`mariadb_server`), shared by every test that needs one."""
+    with mariadb_server(tmp_path_factory.mktemp("mariadb")) as server:
+        yield server

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from django.core import signals
 from django.test import override_settings
+from testproject.settings import DJANGO_MIDDLEWARE
 from tornado.httpclient import AsyncHTTPClient
 
 from hybrid import Config, make_app, run_sync
@@ -183,15 +184,7 @@ def test_default_pool_size_follows_the_connection_budget() -> None:
 
 #: Django's startproject middleware: all of it runs on the loop (the test project adds a
 #: sync-only middleware of its own, which needs the request's thread from the start).
-DEFAULT_MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-]
+DEFAULT_MIDDLEWARE = DJANGO_MIDDLEWARE
 
 
 @pytest.mark.gen_test(timeout=20)

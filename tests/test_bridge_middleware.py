@@ -18,6 +18,7 @@ from django.core.handlers.base import BaseHandler
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.test import AsyncRequestFactory, override_settings
+from testproject.settings import DJANGO_MIDDLEWARE
 from tornado.httpclient import AsyncHTTPClient
 
 from hybrid import Config, make_app
@@ -27,15 +28,7 @@ from hybrid.bridge.middleware import LOOP_SAFE, loop_variant
 from hybrid.web import HybridApplication
 
 #: Django's startproject MIDDLEWARE (what the benchmarks and most projects run).
-DEFAULT_MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-]
+DEFAULT_MIDDLEWARE = DJANGO_MIDDLEWARE
 
 STORAGE = "django.contrib.messages.storage"
 

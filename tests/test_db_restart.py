@@ -16,7 +16,6 @@ from __future__ import annotations
 import http.client
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_DIR, HybridProcess, MariaDB, hybrid_env, missing_dependency
+from conftest import REPO_DIR, HybridProcess, MariaDB, hybrid_env, mariadb_server
 
 SCRIPT = REPO_DIR / "scripts" / "mariadb"
 
@@ -43,34 +42,8 @@ def _mariadb(verb: str, directory: Path) -> subprocess.CompletedProcess[str]:
 def private_mariadb(tmp_path: Path) -> Iterator[tuple[MariaDB, Path]]:
     """A MariaDB of this test alone, the test project's auth tables migrated into it."""
     directory = tmp_path / "mariadb"
-    started = _mariadb("start", directory)
-    if started.returncode == 3:
-        missing_dependency("MariaDB (Debian package mariadb-server)")
-    assert started.returncode == 0, started.stderr
-    env = dict(line.split("=", 1) for line in started.stdout.split())
-    env["MARIADB_DATABASE"] = "hybrid_test"
-    try:
-        import pymysql
-
-        admin = pymysql.connect(
-            host=env["MARIADB_HOST"],
-            port=int(env["MARIADB_PORT"]),
-            user=env["MARIADB_USER"],
-            password=env["MARIADB_PASSWORD"],
-        )
-        with admin.cursor() as cursor:
-            cursor.execute("CREATE DATABASE hybrid_test CHARACTER SET utf8mb4")
-        admin.close()
-        subprocess.run(
-            [sys.executable, "-m", "django", "migrate", "auth", "-v0"],
-            env=hybrid_env(**env, DJANGO_SETTINGS_MODULE="testproject.settings_mysql"),
-            cwd=REPO_DIR,
-            check=True,
-            capture_output=True,
-        )
-        yield MariaDB(env), directory
-    finally:
-        _mariadb("stop", directory)
+    with mariadb_server(directory, "auth") as server:
+        yield server, directory
 
 
 @dataclass

@@ -745,6 +745,7 @@ def measure_idle(
 
 
 def main() -> None:
+    """Parse the command line, run every stack and endpoint, write the results."""
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="The full run (no --quick: process counts 1 and 2, 10 s per endpoint after 2 s"
@@ -770,7 +771,14 @@ def main() -> None:
     )
     parser.add_argument("--idle-connections", type=int, default=IDLE_CONNECTIONS)
     parser.add_argument("--out", default=str(RESULTS), help="results directory")
+    parser.add_argument(
+        "--db-pool",
+        type=int,
+        default=DB_POOL,
+        help=f"hybrid --db-threads and raw-tornado's pool size (default {DB_POOL})",
+    )
     args = parser.parse_args()
+    globals()["DB_POOL"] = args.db_pool  # read by the stack builders
     seconds = args.duration or (2 if args.quick else 10)
     warmup = 0 if args.quick else 2
     counts = [int(n) for n in (args.processes or ("1" if args.quick else "1,2")).split(",")]

@@ -15,7 +15,8 @@ INSTALLED_APPS = [
     "shop",
 ]
 
-MIDDLEWARE = [
+#: Django's startproject middleware (tests that measure thread hops use it alone).
+DJANGO_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -23,6 +24,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+MIDDLEWARE = [
+    *DJANGO_MIDDLEWARE,
     "testproject.middleware.sync_stamp",
     "testproject.middleware.async_stamp",
 ]

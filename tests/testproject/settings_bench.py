@@ -5,7 +5,7 @@ Django's default ``startproject`` middleware: the test project's own stamping mi
 """
 
 from testproject.settings import *  # noqa: F403
-from testproject.settings import MIDDLEWARE
+from testproject.settings import DJANGO_MIDDLEWARE
 
 HYBRID_ROUTES = "testproject.bench_routes.routes"
-MIDDLEWARE = [path for path in MIDDLEWARE if path.startswith("django.")]
+MIDDLEWARE = DJANGO_MIDDLEWARE
