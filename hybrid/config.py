@@ -378,6 +378,15 @@ OPTIONS: tuple[Option, ...] = (
         "BOOL",
     ),
     Option(
+        "gc_threshold",
+        "--gc-threshold",
+        _parse_nonnegative_int,
+        "allocations between the worker's young-generation garbage collections; the "
+        "worker also freezes what it loaded at boot out of collection (default 50000; "
+        "0 keeps Python's own thresholds and freezes nothing)",
+        "N",
+    ),
+    Option(
         "log_level",
         "--log-level",
         _parse_log_level,
@@ -416,6 +425,7 @@ class Config:
     db_threads: int | None = None
     request_signals: bool = True
     native_mysql: bool = True
+    gc_threshold: int = 50_000
     log_level: str = "info"
     #: Where each value came from, for messages: ``{"ports": "--ports", ...}``.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)

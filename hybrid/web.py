@@ -266,6 +266,7 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
                 finish()
             finally:
                 self._done(completed=True)
+                self._unwrap()
 
         self._conn.finish = finish_and_count  # type: ignore[method-assign]
         detach = getattr(self._conn, "detach", None)
@@ -280,6 +281,7 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
                 if isinstance(handler, WebSocketHandler):
                     self._app.websockets.add(handler)
                 self._done(completed=True)
+                self._unwrap()
                 return stream
 
             self._conn.detach = detach_and_count  # type: ignore[attr-defined]
@@ -329,8 +331,18 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
 
     def on_connection_close(self) -> None:
         self._done(completed=False)
+        self._unwrap()
         self._inner.on_connection_close()
         self._unapply_xheaders()
+
+    def _unwrap(self) -> None:
+        # The wrappers close a reference cycle (connection -> wrapper -> this delegate ->
+        # connection). Left in place, every request's objects would wait for the cyclic
+        # garbage collector, which then runs its slow full collections under load (tens
+        # of milliseconds each, the p99 of every endpoint); removed, plain reference
+        # counting frees them as soon as the request is over.
+        vars(self._conn).pop("finish", None)
+        vars(self._conn).pop("detach", None)
 
     def _unapply_xheaders(self) -> None:
         # The request object has copied remote_ip and protocol by now; the next request

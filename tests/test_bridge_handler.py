@@ -215,3 +215,4 @@ async def test_flushed_output_streams_through_middleware(
     assert arrivals[-1][0] - arrivals[0][0] > 0.4  # the first part did not wait for the last
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Async-Middleware"] == "yes"
+

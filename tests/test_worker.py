@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Callable
 
 import pytest
@@ -143,3 +147,43 @@ def test_heartbeat_interval_fits_several_beats_in_the_timeout() -> None:
     assert heartbeat_interval(30) == 1.0
     assert heartbeat_interval(2) == 0.4
     assert heartbeat_interval(0.1) == 0.05
+
+
+def gc_state(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def test_workers_freeze_their_boot_objects_and_collect_young_objects_less_often(
+    hybrid_serve: Serve, free_ports: Ports
+) -> None:
+    server = hybrid_serve(ports=free_ports(1))
+    state = gc_state(server.url(server.ports[0], "/hybrid/gc"))
+    assert state["threshold"][0] == Config().gc_threshold == 50_000  # type: ignore[index]
+    assert state["frozen"] > 10_000  # type: ignore[operator]  # Django and the project
+
+
+def test_gc_threshold_zero_keeps_pythons_collector_as_it_is(
+    hybrid_serve: Serve, free_ports: Ports
+) -> None:
+    python_default = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", "import gc, json; print(json.dumps(gc.get_threshold()))"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    )
+    server = hybrid_serve("--gc-threshold", "0", ports=free_ports(1))
+    state = gc_state(server.url(server.ports[0], "/hybrid/gc"))
+    assert state == {"threshold": python_default, "frozen": 0}
+
+
+def test_tune_gc_freezes_and_raises_only_the_young_threshold() -> None:
+    script = (
+        "import gc, json; from hybrid.worker import tune_gc; before = gc.get_threshold();"
+        "tune_gc(1234); print(json.dumps([before, gc.get_threshold(), gc.get_freeze_count()]))"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True)
+    before, after, frozen = json.loads(run.stdout)
+    assert after == [1234, before[1], before[2]]
+    assert frozen > 0

@@ -13,6 +13,7 @@ Django view (Django's own ``listen_for_disconnect`` sees ``http.disconnect``).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +23,7 @@ from tornado.httputil import HTTPServerRequest
 from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
 
+from hybrid.bridge.hygiene import untangle_request
 from hybrid.bridge.lanes import lane_context
 from hybrid.bridge.middleware import loop_safe_middleware
 
@@ -34,6 +36,9 @@ __all__ = [
 ]
 
 ASGIMessage = dict[str, Any]
+
+#: The Django requests of the ASGI call in progress, untangled when it returns.
+_requests: contextvars.ContextVar[list[Any]] = contextvars.ContextVar("hybrid_asgi_requests")
 ASGIApp = Callable[
     [
         dict[str, Any],
@@ -159,7 +164,19 @@ def make_asgi_handler(db_threads: int | None = None) -> ASGIApp:
             if scope["type"] != "http":
                 raise ValueError(f"Django can only handle HTTP, not {scope['type']!r}")
             async with lane_context(self.db_threads):
-                await self.handle(scope, receive, send)
+                token = _requests.set([])
+                try:
+                    await self.handle(scope, receive, send)
+                finally:
+                    for request in _requests.get():
+                        untangle_request(request)
+                    _requests.reset(token)
+
+        def create_request(self, scope: dict[str, Any], body_file: Any) -> Any:
+            request, error_response = super().create_request(scope, body_file)
+            if request is not None:
+                _requests.get([]).append(request)
+            return request, error_response
 
         async def send_response(
             self, response: Any, send: Callable[[ASGIMessage], Awaitable[None]]

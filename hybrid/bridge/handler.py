@@ -54,7 +54,7 @@ from tornado.web import HTTPError, RequestHandler
 
 from hybrid.bridge.decorators import view_decorators
 from hybrid.bridge.fallback import build_scope, make_async_streaming
-from hybrid.bridge.hygiene import RequestHygiene, close_response, request_hygiene
+from hybrid.bridge.hygiene import RequestHygiene, close_response, request_hygiene, untangle_request
 from hybrid.bridge.lanes import LazyLane, lane_context
 from hybrid.bridge.middleware import loop_safe_middleware
 
@@ -243,14 +243,19 @@ class DjangoHandler(RequestHandler):
         try:
             await self._relay(response)
         finally:
-            if signals_mode == "send":
-                await sync_to_async(response.close)()  # sends request_finished
-            elif hygiene is not None:
-                close_response(response, hygiene, lane)
-            else:
-                for closer in response._resource_closers:
-                    closer()
-                response._resource_closers.clear()
+            try:
+                if signals_mode == "send":
+                    await sync_to_async(response.close)()  # sends request_finished
+                elif hygiene is not None:
+                    close_response(response, hygiene, lane)
+                else:
+                    for closer in response._resource_closers:
+                        closer()
+                    response._resource_closers.clear()
+            finally:
+                if request is not None:
+                    untangle_request(request)
+                self._committed = self._method_task = None
 
     def _make_view(self, method: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         async def view(request: Any, *args: Any, **kwargs: Any) -> Any:
@@ -446,7 +451,7 @@ def _make_chain() -> Any:
         """
 
         def resolve_request(self, request: Any) -> Any:
-            view, args, kwargs = request._hybrid_view
+            view, args, kwargs = request.__dict__.pop("_hybrid_view")
             request.resolver_match = ResolverMatch(view, args, kwargs, route=request.path)
             return view, args, kwargs
 

@@ -106,3 +106,26 @@ def close_response(response: Any, hygiene: RequestHygiene, lane: LazyLane) -> No
     response.closed = True
     hygiene.finished_on_loop()
     lane.release(hygiene.finished_on_lane)
+
+
+#: Attributes through which a Django request refers back to itself: ``resolver_match``
+#: (its view, a closure over the handler that holds the request), ``user`` and ``auser``
+#: (AuthenticationMiddleware's closures over the request), ``_messages`` (the message
+#: storage keeps the request).
+_CYCLIC_ATTRIBUTES = ("resolver_match", "user", "auser", "_messages")
+
+
+def untangle_request(request: Any) -> None:
+    """Break the reference cycles of a finished request, so that reference counting frees
+    it at once.
+
+    Under a sync server each request ends before the cyclic garbage collector next runs,
+    which frees it young and cheaply. On an event loop many requests are in flight at
+    every collection: their cycles survive to the oldest generation, whose full
+    collections then take tens of milliseconds each under load (every request's p99).
+    Called after the response is closed (``request_finished`` sent): nothing of Django's
+    reads these attributes afterwards.
+    """
+    attributes = request.__dict__
+    for name in _CYCLIC_ATTRIBUTES:
+        attributes.pop(name, None)

@@ -18,6 +18,15 @@ class PidHandler(RequestHandler):
         self.write({"pid": os.getpid(), "got": len(self.request.body)})
 
 
+class GcHandler(RequestHandler):
+    """The worker's garbage collector settings (hybrid.worker.tune_gc)."""
+
+    def get(self) -> None:
+        import gc
+
+        self.write({"threshold": list(gc.get_threshold()), "frozen": gc.get_freeze_count()})
+
+
 class SleepHandler(RequestHandler):
     async def get(self) -> None:
         await asyncio.sleep(float(self.get_argument("s", "1")))
@@ -81,6 +90,7 @@ routes = [
     (r"/hybrid/write", WriteHandler),
     (r"/hybrid/command", CommandHandler),
     (r"/hybrid/pid", PidHandler),
+    (r"/hybrid/gc", GcHandler),
     (r"/hybrid/sleep", SleepHandler),
     (r"/hybrid/block", BlockHandler),
     (r"/hybrid/spawn", SpawnHandler),
