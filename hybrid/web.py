@@ -266,26 +266,32 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
                 finish()
             finally:
                 self._done(completed=True)
-                self._unwrap()
+                self._unwrap("finish")
 
         self._conn.finish = finish_and_count  # type: ignore[method-assign]
+        result = self._inner.headers_received(start_line, headers)
+        # tornado's _RoutingDelegate -> _HandlerDelegate, which knows the handler class
+        handler_class = getattr(getattr(self._inner, "delegate", None), "handler_class", None)
         detach = getattr(self._conn, "detach", None)
-        if detach is not None:
+        if (
+            detach is not None
+            and isinstance(handler_class, type)
+            and issubclass(handler_class, WebSocketHandler)
+        ):
 
             def detach_and_count() -> Any:
                 # A WebSocket takes the stream over: the HTTP request is over (it must not
                 # count as in flight for ever) and the socket is closed when we drain.
                 stream = detach()
-                # tornado's _RoutingDelegate -> _HandlerDelegate -> the handler
                 handler = getattr(getattr(self._inner, "delegate", None), "handler", None)
                 if isinstance(handler, WebSocketHandler):
                     self._app.websockets.add(handler)
                 self._done(completed=True)
-                self._unwrap()
+                self._unwrap("finish", "detach")
                 return stream
 
             self._conn.detach = detach_and_count  # type: ignore[attr-defined]
-        return self._inner.headers_received(start_line, headers)
+        return result
 
     def data_received(self, chunk: bytes) -> Any:
         if self._refused:
@@ -331,18 +337,19 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
 
     def on_connection_close(self) -> None:
         self._done(completed=False)
-        self._unwrap()
+        self._unwrap("finish", "detach")
         self._inner.on_connection_close()
         self._unapply_xheaders()
 
-    def _unwrap(self) -> None:
+    def _unwrap(self, *names: str) -> None:
         # The wrappers close a reference cycle (connection -> wrapper -> this delegate ->
         # connection). Left in place, every request's objects would wait for the cyclic
         # garbage collector, which then runs its slow full collections under load (tens
         # of milliseconds each, the p99 of every endpoint); removed, plain reference
-        # counting frees them as soon as the request is over.
-        vars(self._conn).pop("finish", None)
-        vars(self._conn).pop("detach", None)
+        # counting frees them as soon as the request is over. (A WebSocket handshake
+        # finishes before it detaches: "detach" stays until then.)
+        for name in names:
+            vars(self._conn).pop(name, None)
 
     def _unapply_xheaders(self) -> None:
         # The request object has copied remote_ip and protocol by now; the next request

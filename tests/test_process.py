@@ -11,7 +11,9 @@ import asyncio
 import logging
 import os
 import signal
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -529,6 +531,43 @@ async def test_loop_stays_responsive_while_200_commands_run() -> None:
     lags.sort()
     p99 = lags[int(len(lags) * 0.99)]
     assert p99 < 0.1, f"loop lag p99 {p99 * 1000:.0f} ms"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_running_commands_take_no_thread_each() -> None:
+    """Children are reaped through pidfds on the loop: Python 3.11's default watcher
+    would start a waitpid thread per command (Python 3.12 uses pidfds by itself)."""
+    set_max_concurrent(20)
+    threads_before = threading.active_count()
+    running = [asyncio.ensure_future(run_command(["sleep", "0.5"], timeout=10)) for _ in range(20)]
+    while len(running_commands()) < 20:
+        await asyncio.sleep(0.01)
+    threads_during = threading.active_count()
+    results = await asyncio.gather(*running)
+    assert [r.returncode for r in results] == [0] * 20
+    assert threads_during == threads_before
+
+
+def test_a_projects_own_child_watcher_is_kept() -> None:
+    script = (
+        "import asyncio, warnings; warnings.simplefilter('ignore', DeprecationWarning)\n"
+        "from hybrid.process import run_command\n"
+        "from hybrid.process.runner import use_pidfd_watcher\n"
+        "class Mine(asyncio.ThreadedChildWatcher): pass\n"
+        "mine = Mine(); asyncio.set_child_watcher(mine)\n"
+        "result = asyncio.run(run_command(['true'], timeout=5))\n"
+        "print(result.returncode, use_pidfd_watcher(), asyncio.get_child_watcher() is mine)\n"
+    )
+    run = subprocess.run([PY, "-c", script], capture_output=True, text=True, timeout=30)
+    assert run.stdout.split() == ["0", "False", "True"], run.stderr
+    if sys.version_info < (3, 12):  # 3.12 needs no replacement (and warns about watchers)
+        default = subprocess.run(
+            [PY, "-c", script.replace("asyncio.set_child_watcher(mine)", "pass")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert default.stdout.split() == ["0", "True", "False"], default.stderr
 
 
 # --- shutdown ---------------------------------------------------------------------------

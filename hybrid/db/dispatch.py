@@ -94,6 +94,8 @@ def sync_transaction_open(alias: str) -> bool:
     threads = None
     if lane is not None:
         threads = {t.ident for t in getattr(lane, "_threads", ())}
+        if not threads:
+            return False  # the request has no database thread yet: no sync connection
     for wrapper, ident in list(_tracked.items()):
         if wrapper.alias != alias or (threads is not None and ident not in threads):
             continue

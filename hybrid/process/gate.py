@@ -29,7 +29,7 @@ class Gate:
         self.active = 0
         self.closed = False
         self._waiters: deque[asyncio.Future[None]] = deque()
-        # Spawning (fork/exec plus the child watcher's thread start, ~3 ms) blocks the
+        # Spawning (fork/exec and setting up the pipes, ~1 ms, up to a few) blocks the
         # loop. One spawn per loop iteration keeps 200 simultaneous commands from freezing
         # the worker for half a second: timers and I/O run between two spawns.
         self.spawn_lock = asyncio.Lock()
