@@ -216,3 +216,12 @@ async def test_flushed_output_streams_through_middleware(
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Async-Middleware"] == "yes"
 
+
+
+@pytest.mark.gen_test
+async def test_asyncio_timeout_and_task_groups_work_in_handler_methods(
+    http_client: AsyncHTTPClient, base_url: str
+) -> None:
+    response = await fetch(http_client, base_url + "/bridge/deadline")
+    assert response.code == 200, response.body
+    assert json.loads(response.body) == {"timed_out": True, "child": "child"}

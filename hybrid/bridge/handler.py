@@ -38,14 +38,12 @@ Consequences worth knowing:
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import inspect
 import io
 import json
 import logging
-import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -281,35 +279,20 @@ class DjangoHandler(RequestHandler):
         the response can go out through the middleware while the method goes on writing.
         ``self._committed`` resolves at whichever comes first: the commit or the end.
 
-        The task starts eagerly (what ``asyncio.eager_task_factory`` does on Python 3.12):
-        the method's first step runs right here, and a method that finishes without
-        waiting for anything (most of a hello, a cached page, a redirect) costs no task
-        and no further trips through the loop and down the middleware's coroutines.
+        Not started eagerly (its first step run here, as Python 3.12's eager tasks do):
+        that step would run with the request's task as ``asyncio.current_task()``, so an
+        ``asyncio.timeout()`` or a ``TaskGroup`` entered there would cancel the wrong task
+        (tests/test_bridge_handler.py).
         """
         self._capturing = True
-        loop = asyncio.get_running_loop()
-        committed = self._committed = loop.create_future()
-        context = contextvars.copy_context()  # the task's own, as with create_task
-        coro = self._call_method(method, args, kwargs)
+        committed = self._committed = asyncio.get_running_loop().create_future()
+        task = self._method_task = asyncio.ensure_future(self._call_method(method, args, kwargs))
+        task.add_done_callback(lambda _: _resolve(committed))
         try:
-            yielded = context.run(coro.send, None)
-        except StopIteration:
-            task = self._method_task = _done_future(loop)
+            await committed
         except asyncio.CancelledError:
+            task.cancel()
             raise
-        except Exception as exc:
-            task = self._method_task = _done_future(loop, exc)
-        else:
-            task = self._method_task = loop.create_task(
-                _go_on(coro, yielded), context=context
-            )
-            task.add_done_callback(lambda _: _resolve(committed))
-            if not committed.done():
-                try:
-                    await committed
-                except asyncio.CancelledError:
-                    task.cancel()
-                    raise
         if task.done() and self._stream is None:
             task.result()  # raises the handler's exception into Django's handling
             return self._buffered_response()
@@ -431,41 +414,6 @@ def _is_async(method: Callable[..., Any]) -> bool:
     from asgiref.sync import iscoroutinefunction
 
     return iscoroutinefunction(method) or iscoroutinefunction(inspect.unwrap(method))
-
-
-async def _go_on(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
-    """The rest of ``coro``, whose first step already ran and yielded ``yielded``."""
-    await _resume(coro, yielded)
-
-
-@types.coroutine
-def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any, None]:
-    # Hands what the coroutine yields (futures it waits for) to the task running this, and
-    # what the task sends or throws (results, cancellation) back to it.
-    while True:
-        try:
-            try:
-                sent = yield yielded
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
-                yielded = coro.throw(exc)
-            else:
-                yielded = coro.send(sent)
-        except StopIteration:
-            return
-
-
-def _done_future(
-    loop: asyncio.AbstractEventLoop, error: Exception | None = None
-) -> asyncio.Future[None]:
-    future: asyncio.Future[None] = loop.create_future()
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
-    return future
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -210,6 +210,23 @@ class Nap(DjangoHandler):
         self.write(answer)
 
 
+class Deadline(DjangoHandler):
+    """``asyncio.timeout()`` and a ``TaskGroup`` inside a handler method: both act on the
+    task running the method, so a timeout is the method's own ``TimeoutError``."""
+
+    async def get(self) -> None:
+        try:
+            async with asyncio.timeout(0.05):
+                await asyncio.sleep(5)
+        except TimeoutError:
+            timed_out = True
+        else:
+            timed_out = False
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(asyncio.sleep(0.01, result="child"))
+        self.write({"timed_out": timed_out, "child": task.result()})
+
+
 class Hello(DjangoHandler):
     async def get(self) -> None:
         self.set_header("Content-Type", "text/plain")
@@ -220,6 +237,7 @@ routes = [
     *base_routes,
     (r"/bridge/nap", Nap),
     (r"/bridge/hello", Hello),
+    (r"/bridge/deadline", Deadline),
     (r"/bridge/whoami", WhoAmI),
     (r"/bridge/items", Items),
     (r"/bridge/exempt", Exempt),
