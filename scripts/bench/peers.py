@@ -754,7 +754,7 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a pass of about 3 minutes on 2 cores: process count 1 only (unless"
+        help="a pass of about 2.5 minutes on 2 cores: process count 1 only (unless"
         " --processes), 2 s per endpoint (3 s at 1,000 connections) without a separate"
         " warm-up, no gunicorn-sync-2c+1w, lag probes of 3 s, the 10k idle connections on"
         " hybrid only (with /h/ping as their request)",
