@@ -120,7 +120,7 @@ def test_render_has_every_required_directive(tmp_path: Path, static_dir: Path) -
     assert directives(upstream, "server") == [
         f"127.0.0.1:{port} max_fails=0" for port in (8001, 8002, 8003, 8004)
     ]
-    assert directives(upstream, "keepalive") == ["32"]
+    assert directives(upstream, "keepalive") == ["256"]  # idle ones kept per nginx worker
     assert directives(upstream, "keepalive_timeout") == ["30s"]  # < the workers' 75 s
 
     location = block(text, "location /")

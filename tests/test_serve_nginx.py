@@ -276,7 +276,7 @@ def test_hybrid_nginx_prints_a_config_nginx_accepts(free_ports: Ports, tmp_path:
         "max_fails=0",
         "proxy_next_upstream_tries 4",
         "client_max_body_size 2000000",
-        "keepalive 32",
+        "keepalive 256",
         "proxy_set_header Connection $hybrid_connection",
     ):
         assert needle in result.stdout
