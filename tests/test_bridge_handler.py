@@ -225,3 +225,15 @@ async def test_asyncio_timeout_and_task_groups_work_in_handler_methods(
     response = await fetch(http_client, base_url + "/bridge/deadline")
     assert response.code == 200, response.body
     assert json.loads(response.body) == {"timed_out": True, "child": "child"}
+
+
+@pytest.mark.parametrize(("force", "prefix"), [(None, "/"), ("/app", "/app/")])
+@pytest.mark.gen_test
+async def test_script_prefix_follows_force_script_name_as_in_django(
+    http_client: AsyncHTTPClient, base_url: str, force: str | None, prefix: str
+) -> None:
+    with override_settings(FORCE_SCRIPT_NAME=force):
+        response = await fetch(http_client, base_url + "/bridge/prefix")
+    assert response.code == 200, response.body
+    # reverse() prefixes FORCE_SCRIPT_NAME; request.path is the scope's path (as in Django)
+    assert json.loads(response.body) == {"prefix": prefix, "path": "/bridge/prefix"}

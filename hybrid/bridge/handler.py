@@ -225,6 +225,7 @@ class DjangoHandler(RequestHandler):
         or "off" (``--request-signals false``)."""
         from asgiref.sync import sync_to_async
         from django.core import signals
+        from django.core.handlers.asgi import get_script_prefix
         from django.urls import set_script_prefix
 
         settings = self.application.settings
@@ -232,7 +233,8 @@ class DjangoHandler(RequestHandler):
         port = settings.get("hybrid_port")
         server = (config.host, port) if config is not None and port is not None else None
         scope = build_scope(self.request, server)
-        set_script_prefix("/")
+        # As Django's ASGIHandler: FORCE_SCRIPT_NAME (or the scope's root path) for reverse()
+        set_script_prefix(get_script_prefix(scope) or "/")
         if signals_mode == "send":
             await signals.request_started.asend(sender=type(chain), scope=scope)
         request, response = chain.create_request(scope, io.BytesIO(self.request.body))

@@ -129,6 +129,7 @@ class DjangoWebSocketHandler(WebSocketHandler):
         upgrade, or None to upgrade."""
         from asgiref.sync import sync_to_async
         from django.core import signals
+        from django.core.handlers.asgi import get_script_prefix
         from django.http import HttpResponse, HttpResponseForbidden
         from django.urls import set_script_prefix
 
@@ -153,8 +154,8 @@ class DjangoWebSocketHandler(WebSocketHandler):
 
         on_lease = hygiene.started if hygiene is not None else None
         async with lane_context(self.settings.get("hybrid_db_threads"), on_lease=on_lease) as lane:
-            set_script_prefix("/")
             scope = build_scope(self.request, self._server())
+            set_script_prefix(get_script_prefix(scope) or "/")  # as Django's ASGIHandler
             if signals_on and hygiene is None:
                 await signals.request_started.asend(sender=type(chain), scope=scope)
             request, response = chain.create_request(scope, io.BytesIO(b""))

@@ -227,6 +227,15 @@ class Deadline(DjangoHandler):
         self.write({"timed_out": timed_out, "child": task.result()})
 
 
+class Prefix(DjangoHandler):
+    """What ``reverse()`` would prefix: the script prefix Django's handler sets."""
+
+    async def get(self) -> None:
+        from django.urls import get_script_prefix
+
+        self.write({"prefix": get_script_prefix(), "path": self.django_request.path})
+
+
 class Hello(DjangoHandler):
     async def get(self) -> None:
         self.set_header("Content-Type", "text/plain")
@@ -237,6 +246,7 @@ routes = [
     *base_routes,
     (r"/bridge/nap", Nap),
     (r"/bridge/hello", Hello),
+    (r"/bridge/prefix", Prefix),
     (r"/bridge/deadline", Deadline),
     (r"/bridge/whoami", WhoAmI),
     (r"/bridge/items", Items),
