@@ -24,37 +24,18 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts" / "bench"))
+
+from peers import free_port, to_ms, tree_pids, wait_ready  # noqa: E402  (the harness's)
+
 PATHS = ("/bench/bridged-hello", "/bench/plain-hello")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"hybrid serve exited with {proc.returncode} before answering")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer 200 within {timeout:.0f} s")
 
 
 def wrk(url: str, seconds: float, connections: int, threads: int) -> dict[str, float]:
@@ -64,11 +45,8 @@ def wrk(url: str, seconds: float, connections: int, threads: int) -> dict[str, f
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
 
     def latency(label: str) -> float:
-        match = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out)
-        if match is None:
-            return float("nan")
-        value, unit = float(match[1]), match[2]
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+        match = re.search(rf"{label}\s+([\d.]+(?:us|ms|s))\b", out)
+        return to_ms(match[1]) if match else float("nan")
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
@@ -80,27 +58,14 @@ def wrk(url: str, seconds: float, connections: int, threads: int) -> dict[str, f
 
 
 def descendants(root: int) -> dict[int, str]:
-    """Every process under ``root`` (pid -> its command name), from /proc."""
-    children: dict[int, list[int]] = {}
-    names: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    """Every process under ``root`` (pid -> its command name)."""
+    names = {}
+    for pid in tree_pids(root)[1:]:
         try:
-            raw = Path(f"/proc/{entry}/stat").read_text()
+            names[pid] = Path(f"/proc/{pid}/comm").read_text().strip()
         except OSError:
             continue
-        name = raw[raw.index("(") + 1 : raw.rindex(")")]
-        ppid = int(raw[raw.rindex(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-        names[int(entry)] = name
-    found: dict[int, str] = {}
-    todo = [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found[child] = names[child]
-            todo.append(child)
-    return found
+    return names
 
 
 def cpu_seconds(pids: dict[int, str]) -> dict[int, float]:
@@ -158,7 +123,7 @@ def measure(count: int, args: argparse.Namespace, workdir: str) -> dict[str, obj
     try:
         for path in PATHS:
             url = f"http://127.0.0.1:{front}{path}"
-            wait_ready(url, proc)
+            wait_ready(proc, url)
             wrk(url, args.warmup, args.connections, args.threads)
             tree = descendants(proc.pid)
             before = cpu_seconds(tree)
