@@ -36,9 +36,6 @@ __all__ = [
 ]
 
 ASGIMessage = dict[str, Any]
-
-#: The Django requests of the ASGI call in progress, untangled when it returns.
-_requests: contextvars.ContextVar[list[Any]] = contextvars.ContextVar("hybrid_asgi_requests")
 ASGIApp = Callable[
     [
         dict[str, Any],
@@ -47,6 +44,9 @@ ASGIApp = Callable[
     ],
     Awaitable[None],
 ]
+
+#: The Django requests of the ASGI call in progress, untangled when it returns.
+_requests: contextvars.ContextVar[list[Any]] = contextvars.ContextVar("hybrid_asgi_requests")
 
 
 def build_scope(

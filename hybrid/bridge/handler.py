@@ -257,7 +257,6 @@ class DjangoHandler(RequestHandler):
             finally:
                 if request is not None:
                     untangle_request(request)
-                self._committed = self._method_task = None
 
     def _make_view(self, method: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         async def view(request: Any, *args: Any, **kwargs: Any) -> Any:

@@ -317,7 +317,8 @@ class _PidfdWatcher(asyncio.AbstractChildWatcher):
         callback(pid, returncode, *args)
 
 
-_watcher_checked = False
+#: Whether this process reaps through pidfds; None until the first spawn decides.
+_pidfd_watcher: bool | None = None
 
 
 def use_pidfd_watcher() -> bool:
@@ -328,31 +329,27 @@ def use_pidfd_watcher() -> bool:
     started from the loop. A pidfd per child watched by the loop (Linux >= 5.3) is what
     Python 3.12 does by itself. Only the stock watcher is replaced (a project's own choice
     stays), and only after a probe shows pidfds work here (seccomp profiles may forbid
-    them). True when pidfds are in use. Cheap after the first call (before each spawn).
+    them). Decided once, at the first spawn; True when pidfds are in use.
     """
-    global _watcher_checked
-    if sys.version_info >= (3, 12):
-        return True
-    if _watcher_checked:
-        return isinstance(_current_watcher(), _PidfdWatcher)
-    _watcher_checked = True
-    watcher = _current_watcher()
-    if type(watcher) is not asyncio.ThreadedChildWatcher or not hasattr(os, "pidfd_open"):
-        return False
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except OSError:
+    global _pidfd_watcher
+    if _pidfd_watcher is None:
+        _pidfd_watcher = sys.version_info >= (3, 12) or _install_pidfd_watcher()
+    return _pidfd_watcher
+
+
+def _install_pidfd_watcher() -> bool:
+    if not hasattr(os, "pidfd_open"):
         return False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        if type(asyncio.get_child_watcher()) is not asyncio.ThreadedChildWatcher:
+            return False
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+        except OSError:
+            return False
         asyncio.set_child_watcher(_PidfdWatcher())
     return True
-
-
-def _current_watcher() -> asyncio.AbstractChildWatcher:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return asyncio.get_child_watcher()
 
 
 def _group_alive(pgid: int) -> bool:
