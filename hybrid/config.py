@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -98,18 +99,35 @@ def _parse_optional_str(value: object) -> str | None:
 
 
 def _parse_positive_float(value: object) -> float:
-    number = float(value)  # type: ignore[arg-type]  # ValueError/TypeError are reported
+    expected = "expected a positive number of seconds, e.g. 30 or 2.5"
+    if isinstance(value, bool):
+        raise ValueError(expected)
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(expected) from None
     if not number > 0 or number == float("inf"):
-        raise ValueError("expected a positive number of seconds")
+        raise ValueError(expected)
     return number
 
 
-def _parse_positive_int(value: object) -> int:
+def _whole_number(value: object, expected: str) -> int:
+    """``value`` as an int; ``ValueError(expected)`` for anything else (``1.5``, ``x``, True)."""
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise ValueError("expected a whole number")
-    number = int(value) if isinstance(value, (int, float)) else int(str(value).strip())
+        raise ValueError(expected)
+    if isinstance(value, (int, float)):
+        return int(value)
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ValueError(expected) from None
+
+
+def _parse_positive_int(value: object) -> int:
+    expected = "expected a positive whole number"
+    number = _whole_number(value, expected)
     if number <= 0:
-        raise ValueError("expected a positive whole number")
+        raise ValueError(expected)
     return number
 
 
@@ -118,7 +136,44 @@ def _parse_optional_positive_int(value: object) -> int | None:
 
 
 def _parse_nonnegative_int(value: object) -> int:
-    return 0 if str(value).strip() == "0" else _parse_positive_int(value)
+    expected = "expected 0 or a positive whole number"
+    number = _whole_number(value, expected)
+    if number < 0:
+        raise ValueError(expected)
+    return number
+
+
+#: Size suffixes, powers of 1024 as in nginx's ``client_max_body_size`` (which receives
+#: the same value): ``10M``, ``10MB`` and ``10MiB`` all mean 10 x 1024 x 1024 bytes.
+_SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_SIZE = re.compile(r"(\d+)\s*(?:([kmg])(?:i?b)?|b)?", re.IGNORECASE)
+
+
+def _parse_size(value: object) -> int:
+    """A positive size in bytes: ``1048576``, or with a K, M or G suffix (``10M``, ``512KiB``)."""
+    expected = "expected a size in bytes, or with a K, M or G suffix, e.g. 10M"
+    if isinstance(value, bool):
+        raise ValueError(expected)
+    if isinstance(value, (int, float)):
+        number = _whole_number(value, expected)
+    else:
+        match = _SIZE.fullmatch(str(value).strip())
+        if match is None:
+            raise ValueError(expected)
+        unit = match.group(2)
+        number = int(match.group(1)) * (_SIZE_UNITS[unit.lower()] if unit else 1)
+    if number <= 0:
+        raise ValueError(expected)
+    return number
+
+
+def _parse_directory(value: object) -> str | None:
+    """An existing directory (``--pythonpath``): a typo would only show up later, as a
+    settings module that cannot be imported."""
+    path = _parse_optional_str(value)
+    if path is not None and not os.path.isdir(path):
+        raise ValueError(f"no such directory: {path}")
+    return path
 
 
 def _parse_bool(value: object) -> bool:
@@ -223,7 +278,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "pythonpath",
         "--pythonpath",
-        _parse_optional_str,
+        _parse_directory,
         "directory to add to the "
         "Python path, like Django's --pythonpath (the current directory always is)",
         "DIR",
@@ -240,9 +295,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max_body_size",
         "--max-body-size",
-        _parse_positive_int,
-        "largest request body in bytes a worker accepts (default 10 MiB)",
-        "BYTES",
+        _parse_size,
+        "largest request body a worker accepts: bytes, or with a K, M or G suffix "
+        "(powers of 1024, as in nginx), e.g. 10M (default 10M)",
+        "SIZE",
     ),
     Option(
         "timeout",
@@ -299,9 +355,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max_header_size",
         "--max-header-size",
-        _parse_positive_int,
-        "largest request head (request line and headers) in bytes (default 65536)",
-        "BYTES",
+        _parse_size,
+        "largest request head (request line and headers): bytes, or with a K, M or G "
+        "suffix (default 64K)",
+        "SIZE",
     ),
     Option(
         "xheaders",

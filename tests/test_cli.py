@@ -52,6 +52,23 @@ def test_bad_port_syntax_is_a_usage_error(ports: str, message: str) -> None:
     assert one_line(result).startswith(f"hybrid serve: error: {message}")
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--timeout", "abc", "expected a positive number of seconds, e.g. 30 or 2.5"),
+        ("--max-body-size", "10 megs", "expected a size in bytes, or with a K, M or G suffix"),
+        ("--gc-threshold", "-1", "expected 0 or a positive whole number"),
+        ("--pythonpath", "/nonexistent/dir", "no such directory: /nonexistent/dir"),
+    ],
+)
+def test_bad_option_values_say_what_is_expected(option: str, value: str, expected: str) -> None:
+    result = run_hybrid("serve", "--settings", "testproject.settings", option, value)
+    assert result.returncode == 2
+    assert one_line(result).startswith(
+        f"hybrid serve: error: {option}: bad value {value!r}: {expected}"
+    )
+
+
 def test_bad_environment_value_names_the_variable() -> None:
     result = run_hybrid("serve", "--settings", "testproject.settings", HYBRID_PORTS="x")
     assert result.returncode == 2

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO_DIR
 
 from hybrid.config import MAX_PORTS, OPTIONS, Config, parse_ports
 from hybrid.errors import ConfigError
@@ -92,6 +93,29 @@ def test_settings_hybrid_values_are_typed_like_the_others() -> None:
         ({"graceful_timeout": "-1"}, {}, {}, "--graceful-timeout: bad value '-1'"),
         ({}, {"HYBRID_XHEADERS": "maybe"}, {}, "HYBRID_XHEADERS: bad value 'maybe'"),
         ({"max_body_size": "1.5"}, {}, {}, "--max-body-size: bad value '1.5'"),
+        (
+            {"max_body_size": "10 megs"},
+            {},
+            {},
+            "--max-body-size: bad value '10 megs': expected a size in bytes, or with a K, M "
+            "or G suffix, e.g. 10M",
+        ),
+        ({}, {"HYBRID_MAX_HEADER_SIZE": "0"}, {}, "HYBRID_MAX_HEADER_SIZE: bad value '0'"),
+        (
+            {"timeout": "abc"},
+            {},
+            {},
+            "--timeout: bad value 'abc': expected a positive number of seconds, e.g. 30 or 2.5",
+        ),
+        ({"db_threads": "x"}, {}, {}, "--db-threads: bad value 'x': expected a positive whole"),
+        ({}, {}, {"gc_threshold": -1}, "bad value -1: expected 0 or a positive whole number"),
+        ({"max_requests": "many"}, {}, {}, "expected 0 or a positive whole number"),
+        (
+            {"pythonpath": "/nonexistent/dir"},
+            {},
+            {},
+            "--pythonpath: bad value '/nonexistent/dir': no such directory: /nonexistent/dir",
+        ),
         ({"log_level": "loud"}, {}, {}, "--log-level: bad value 'loud'"),
         ({"host": " "}, {}, {}, "--host: bad value"),
         ({}, {}, {"prots": "8001"}, "unknown option 'prots' in settings.HYBRID"),
@@ -104,6 +128,37 @@ def test_bad_values_name_their_source(
     with pytest.raises(ConfigError) as info:
         Config.from_sources(cli, env, django)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [
+        ("1048576", 1 << 20),
+        (4096, 4096),
+        ("64K", 64 << 10),
+        ("512kb", 512 << 10),
+        ("10M", 10 << 20),
+        ("10MiB", 10 << 20),
+        (" 10 MB ", 10 << 20),
+        ("1G", 1 << 30),
+        ("100b", 100),
+    ],
+)
+def test_sizes_take_the_suffixes_nginx_takes(value: object, size: int) -> None:
+    config = Config.from_sources({"max_body_size": value}, {"HYBRID_MAX_HEADER_SIZE": str(value)})
+    assert (config.max_body_size, config.max_header_size) == (size, size)
+
+
+def test_pythonpath_may_be_any_existing_directory(tmp_path: Path) -> None:
+    assert Config.from_sources({"pythonpath": str(tmp_path)}, {}).pythonpath == str(tmp_path)
+
+
+def test_readme_serve_table_lists_every_option() -> None:
+    readme = (REPO_DIR / "README.md").read_text()
+    table = readme.split("## `hybrid serve`", 1)[1].split("\n\n", 2)[1]
+    for option in OPTIONS:
+        env = "DJANGO_SETTINGS_MODULE" if option.name == "settings" else option.env
+        assert f"| `{option.flag}` | `{env}`" in table, option.flag
 
 
 def test_every_option_has_a_field_a_flag_and_an_env_var() -> None:
