@@ -82,22 +82,28 @@ class CommandSpec:
         if len(user_args) < required or (self._varargs is None and len(user_args) > required):
             raise self._refuse(f"takes {self._arity()}, got {len(user_args)}")
         if len(user_args) > self.max_args:
-            raise self._refuse(f"takes at most {self.max_args} arguments, got {len(user_args)}")
+            raise self._refuse(
+                f"takes at most {self.max_args} arguments, got {len(user_args)}"
+            )
         for index, value in enumerate(user_args):
             pattern = self._patterns[index] if index < required else self._varargs
             assert pattern is not None
             if not isinstance(value, str):
-                raise self._refuse(f"argument {index + 1} is not a string", argument=str(value))
+                raise self._refuse(
+                    f"argument {index + 1} is not a string", argument=str(value)
+                )
             if value.startswith("-") and not self.allow_dash:
                 raise self._refuse(
                     f"argument {index + 1} {value!r} starts with '-' and could be read as an "
                     "option; the spec must set allow_dash=True to accept that",
                     argument=value,
+                    public=f"argument {index + 1} may not start with '-'",
                 )
             if not pattern.fullmatch(value):
                 raise self._refuse(
                     f"argument {index + 1} {value!r} does not match {pattern.pattern!r}",
                     argument=value,
+                    public=f"argument {index + 1} is not accepted",
                 )
         separator = ["--"] if self.end_of_options and user_args else []
         return [*self.argv, *separator, *user_args]
@@ -108,9 +114,16 @@ class CommandSpec:
             return f"{required} to {self.max_args} arguments"
         return f"exactly {required} argument{'s' if required != 1 else ''}"
 
-    def _refuse(self, reason: str, argument: str | None = None) -> CommandNotAllowed:
+    def _refuse(
+        self, reason: str, argument: str | None = None, public: str | None = None
+    ) -> CommandNotAllowed:
+        """``public``: what the client is told instead of ``reason`` when that names a
+        pattern or a spec setting (the server's log gets ``reason``)."""
         return CommandNotAllowed(
-            f"command {self.name!r} refused: {reason}", name=self.name, argument=argument
+            f"command {self.name!r} refused: {reason}",
+            name=self.name,
+            argument=argument,
+            public=f"command {self.name!r}: {public or reason}",
         )
 
 
@@ -138,6 +151,7 @@ class AllowList:
             raise CommandNotAllowed(
                 f"command {name!r} is not in the allow-list; add a CommandSpec for it",
                 name=str(name),
+                public=f"no command named {name!r}",
             ) from None
 
     def build(self, name: str, user_args: Sequence[str] = ()) -> list[str]:

@@ -53,15 +53,24 @@ class CommandNotAllowed(CommandError):
     """An :class:`~hybrid.process.AllowList` refused a request.
 
     ``name`` is the command name asked for; ``argument`` the refused user argument, or None
-    when the command itself is not listed. Handlers map this to a 4xx response.
+    when the command itself is not listed. Handlers map this to a 4xx response whose body
+    is ``public``: what the client did wrong, without the spec's patterns and hints that
+    the message (for the server's log) carries.
     """
 
     def __init__(
-        self, message: str, *, name: str, argument: str | None = None, cmd: Sequence[str] = ()
+        self,
+        message: str,
+        *,
+        name: str,
+        argument: str | None = None,
+        cmd: Sequence[str] = (),
+        public: str | None = None,
     ) -> None:
         super().__init__(message, cmd=cmd)
         self.name = name
         self.argument = argument
+        self.public = public if public is not None else message
 
 
 class CommandBusy(CommandError):

@@ -10,7 +10,12 @@ an HTTP chunk as soon as it is produced; with ``Accept: text/event-stream`` (or
 ``sse=True``) it sends Server-Sent Events instead (``event: stdout|stderr``, then one
 ``event: exit`` whose data is ``{"returncode": ..., "timed_out": ...}``). A client that
 disconnects kills the command. Refused requests: unknown command 404, bad arguments 400,
-no free command slot 503.
+no free command slot 503, a listed program missing on the server 500; each with a one-line
+``text/plain`` body saying why (``400 Bad Request: command 'ping': argument 1 is not
+accepted``) that never quotes the spec's patterns (the log line does). Once output has
+started the status is 200 whatever happens; in plain-text mode a command that times out
+or fails just ends the body, so ask for Server-Sent Events when the client must know
+(the ``exit`` event).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from tornado.iostream import StreamClosedError
 
 from hybrid.process.allow import AllowList
 from hybrid.process.commands import CommandStream, OutputEvent
-from hybrid.process.errors import CommandBusy, CommandNotAllowed
+from hybrid.process.errors import CommandBusy, CommandNotAllowed, CommandNotFound
 
 __all__ = ["CommandStreamHandler"]
 
@@ -56,6 +61,8 @@ class CommandStreamHandler(tornado.web.RequestHandler):
         self.run_options = dict(run_options or {})
         self._stream: CommandStream[Any] | None = None
         self._client_gone = False
+        #: What the client is told when the request is refused (see :meth:`write_error`).
+        self._public_reason: str | None = None
 
     def command_request(self, *args: str, **kwargs: str) -> tuple[str, list[str]]:
         """``(command name, user arguments)`` this request asks for."""
@@ -79,8 +86,11 @@ class CommandStreamHandler(tornado.web.RequestHandler):
             stream = self.allow.stream(name, user_args, **{"lines": True, "text": True,
                                                            **self.run_options})
         except CommandNotAllowed as exc:
-            status = 400 if name in self.allow else 404
-            raise tornado.web.HTTPError(status, "%s", exc) from None
+            self._public_reason = exc.public
+            raise tornado.web.HTTPError(400 if name in self.allow else 404, "%s", exc) from None
+        except CommandNotFound as exc:  # the server's allow-list names a missing program
+            self._public_reason = f"command {name!r} is not available on this server"
+            raise tornado.web.HTTPError(500, "%s", exc) from None
         self.set_header("Content-Type", "text/event-stream" if sse else "text/plain; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")  # nginx: pass chunks on, do not buffer
@@ -93,6 +103,7 @@ class CommandStreamHandler(tornado.web.RequestHandler):
                     self.write(self.format_event(event, sse))
                     await self.flush()
         except CommandBusy as exc:
+            self._public_reason = "every command slot of this worker is busy; try again shortly"
             raise tornado.web.HTTPError(503, "%s", exc) from None
         except StreamClosedError:
             return  # the client went away; leaving the block killed the command
@@ -102,6 +113,16 @@ class CommandStreamHandler(tornado.web.RequestHandler):
             result = stream.result
             payload = {"returncode": result.returncode, "timed_out": result.timed_out}
             self.write(f"event: exit\ndata: {json.dumps(payload)}\n\n")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """A refusal says why in one line of text; anything else is Tornado's page."""
+        if self._public_reason is None:
+            super().write_error(status_code, **kwargs)
+            return
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        if status_code == 503:
+            self.set_header("Retry-After", "1")
+        self.finish(f"{status_code} {self._reason}: {self._public_reason}\n")
 
     def format_event(self, event: OutputEvent[Any], sse: bool) -> str:
         """One event as it goes on the wire; override to change the format."""

@@ -16,7 +16,7 @@ from tornado.websocket import WebSocketClosedError
 from console.commands import COMMANDS, MAX_STORED_OUTPUT
 from console.models import Run
 from hybrid import CommandError, CommandNotAllowed, DjangoWebSocketHandler
-from hybrid.bridge.lanes import lane_context
+from hybrid.bridge import lane_context
 
 
 class RunSocket(DjangoWebSocketHandler):
@@ -56,7 +56,7 @@ class RunSocket(DjangoWebSocketHandler):
         try:
             COMMANDS.build(name)
         except CommandNotAllowed as exc:
-            self.send(type="error", message=str(exc))
+            self.send(type="error", message=exc.public)  # str(exc) is for the log
             return
         run = await Run.objects.acreate(user=self.django_request.user, command=name)
         self.cancelled = False
