@@ -134,6 +134,8 @@ class Arbiter:
     # -- lifecycle -----------------------------------------------------------------------
 
     def run(self) -> int:
+        if self.config.nginx is not None:
+            self._new_nginx().preflight()  # NginxError before any port or worker
         self.sockets = bind_ports(self.config)
         try:
             self.metrics_sockets = bind_metrics_ports(self.config)
@@ -479,17 +481,22 @@ class Arbiter:
             ready = {w.port for w in self.workers.values() if w.ready}
             if ready != set(self.config.ports):
                 return
-            self.nginx = NginxProcess(self.config, listen_host=self.config.host)
+            self.nginx = self._new_nginx()
         if self.nginx.pid is None:
             self.nginx.start()  # raises NginxError (one line) when nginx is missing or -t fails
             self.nginx.wait_ready(10)
             gen_log.info(
                 "nginx %s serving http://%s:%d in front of %d worker(s)",
                 self.nginx.pid,
-                _url_host(self.config.host),
+                _url_host(self.nginx.listen_host),
                 self.nginx.listen_port,
                 len(self.config.ports),
             )
+
+    def _new_nginx(self) -> NginxProcess:
+        """nginx on ``--nginx-host`` (default ``--host``): ``--nginx-host 0.0.0.0`` faces
+        the network while the workers stay on loopback."""
+        return NginxProcess(self.config, listen_host=self.config.nginx_host or self.config.host)
 
     def _stop_nginx(self) -> None:
         if self.nginx is not None:

@@ -98,7 +98,10 @@ def print_nginx_config(args: argparse.Namespace) -> int:
             config = build_config(cli)  # settings.HYBRID may hold ports and body size
         else:
             config = Config.from_sources(cli)
-        host, port = parse_listen(args.listen or str(config.nginx or DEFAULT_LISTEN_PORT))
+        host, port = parse_listen(
+            args.listen or str(config.nginx or DEFAULT_LISTEN_PORT),
+            default_host=config.nginx_host or "127.0.0.1",
+        )
         text = render_config(
             config, prefix=os.path.abspath(args.prefix), listen_host=host, listen_port=port
         )

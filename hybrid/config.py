@@ -205,6 +205,16 @@ def _parse_optional_port(value: object) -> int | None:
     return None if value is None or value == "" else _parse_port(value)
 
 
+def _parse_optional_nginx_port(value: object) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return _parse_port(value)
+    except (ConfigError, ValueError):
+        hint = " (its address goes in --nginx-host)" if ":" in str(value) else ""
+        raise ValueError(f"expected one port number, e.g. 8000{hint}") from None
+
+
 def _parse_static(value: object) -> tuple[tuple[str, str], ...]:
     """``/static/=/srv/site/static`` entries (a list, or one string separated by commas).
 
@@ -371,9 +381,17 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "nginx",
         "--nginx",
-        _parse_optional_port,
+        _parse_optional_nginx_port,
         "also run nginx on this port in front of the workers, supervised by the master",
         "PORT",
+    ),
+    Option(
+        "nginx_host",
+        "--nginx-host",
+        _parse_optional_str,
+        "address nginx listens on (default: --host), e.g. 0.0.0.0 to face the network "
+        "while the workers stay on 127.0.0.1",
+        "ADDR",
     ),
     Option(
         "server_name",
@@ -475,6 +493,7 @@ class Config:
     max_header_size: int = 64 * 1024
     xheaders: bool = True
     nginx: int | None = None
+    nginx_host: str | None = None
     server_name: str = "_"
     static: tuple[tuple[str, str], ...] = ()
     metrics_port: int | None = None
@@ -531,6 +550,14 @@ class Config:
                     ) from None
                 sources[option.name] = where
                 break
+        nginx = values.get("nginx")
+        if nginx is not None and nginx in values.get("ports", cls.ports):
+            where = sources["nginx"]
+            raise ConfigError(
+                f"{where}: port {nginx} is also one of --ports: give nginx a port of its own",
+                option=where,
+                value=nginx,
+            )
         return cls(**values, sources=sources)
 
     def replace(self, **changes: Any) -> Config:

@@ -359,14 +359,21 @@ def _base_command(binary: str, prefix: Path, conf: Path) -> list[str]:
 def check_config(text: str, *, prefix: str | Path | None = None, nginx: str | None = None) -> None:
     """Run ``nginx -t`` on ``text``; raise :class:`NginxError` with nginx's complaint.
 
-    The text is written to ``PREFIX/nginx.conf`` (``prefix`` must exist; without one a
-    temporary directory is used and removed). Paths inside ``text`` are not changed:
+    The text is written to ``PREFIX/nginx.conf`` (``prefix`` is created if need be; without
+    one a temporary directory is used and removed). Paths inside ``text`` are not changed:
     render it for the prefix it will run in, since ``nginx -t`` opens its log files and
     creates its temporary directories.
     """
     binary = find_nginx(nginx)
     own = prefix is None
     directory = Path(tempfile.mkdtemp(prefix="hybrid-nginx-check-") if prefix is None else prefix)
+    if not own:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NginxError(
+                f"cannot create the nginx prefix directory {directory}: {exc.strerror}"
+            ) from None
     try:
         conf = directory / CONF_NAME
         try:
@@ -523,6 +530,20 @@ class NginxProcess:
             pass
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """The checks that need no running workers: nginx installed, the config renders
+        (static directories exist), the listen port free. The master runs them before it
+        starts any worker, so a typo fails in a second rather than after every boot.
+        Raises :class:`NginxError`."""
+        find_nginx(self._nginx)
+        render_config(
+            self.config,
+            prefix=self.prefix or tempfile.gettempdir(),  # rendered only, nothing written
+            listen_host=self.listen_host,
+            listen_port=self.listen_port,
+        )
+        self._check_port_free(wait=0)
 
     def start(self) -> None:
         """Render, check and start nginx; returns once it is started (see

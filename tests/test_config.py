@@ -118,6 +118,21 @@ def test_settings_hybrid_values_are_typed_like_the_others() -> None:
         ),
         ({"log_level": "loud"}, {}, {}, "--log-level: bad value 'loud'"),
         ({"host": " "}, {}, {}, "--host: bad value"),
+        (
+            {"nginx": "0.0.0.0:80"},
+            {},
+            {},
+            "--nginx: bad value '0.0.0.0:80': expected one port number, e.g. 8000 (its address "
+            "goes in --nginx-host)",
+        ),
+        ({}, {"HYBRID_NGINX": "8000-8001"}, {}, "expected one port number, e.g. 8000"),
+        (
+            {"ports": "8001-8004"},
+            {"HYBRID_NGINX": "8003"},
+            {},
+            "HYBRID_NGINX: port 8003 is also one of --ports: give nginx a port of its own",
+        ),
+        ({}, {}, {"nginx": 8001}, "settings.HYBRID['nginx']: port 8001 is also one of --ports"),
         ({}, {}, {"prots": "8001"}, "unknown option 'prots' in settings.HYBRID"),
         ({}, {}, {"settings": "x.y"}, "unknown option 'settings' in settings.HYBRID"),
     ],

@@ -12,6 +12,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -48,8 +49,9 @@ def call(
     path: str = "/hybrid/pid",
     body: bytes = b"",
     headers: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
 ) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    conn = http.client.HTTPConnection(host, port, timeout=15)
     try:
         conn.request(method, path, body=body or None, headers=headers or {})
         response = conn.getresponse()
@@ -137,6 +139,54 @@ def test_serve_with_nginx_proxies_and_stops_cleanly(hybrid_serve: Serve, free_po
     assert wait_session_empty(server.pid) == []
     with pytest.raises(OSError):
         call(nginx_port)
+
+
+def test_nginx_host_listens_apart_from_the_workers(hybrid_serve: Serve, free_ports: Ports) -> None:
+    """``--nginx-host`` (here 127.0.0.2, standing in for 0.0.0.0): nginx there, the
+    workers still on ``--host`` 127.0.0.1 only."""
+    port, nginx_port = free_ports(2)
+    server = hybrid_serve("--nginx", str(nginx_port), "--nginx-host", "127.0.0.2", ports=[port])
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            assert call(nginx_port, host="127.0.0.2")[0] == 200
+            break
+        except OSError:
+            assert time.monotonic() < deadline, server.stderr
+            time.sleep(0.05)
+    assert f"serving http://127.0.0.2:{nginx_port} in front of 1 worker(s)" in server.stderr
+    assert call(port)[0] == 200
+    with pytest.raises(ConnectionRefusedError):
+        call(nginx_port)  # nginx is not on 127.0.0.1
+    with pytest.raises(ConnectionRefusedError):
+        call(port, host="127.0.0.2")  # nor the worker on nginx's address
+
+
+@pytest.mark.parametrize("problem", ["static", "busy", "overlap"])
+def test_nginx_problems_stop_serve_before_any_worker_starts(
+    hybrid_serve: Serve, free_ports: Ports, tmp_path: Path, problem: str
+) -> None:
+    port, nginx_port = free_ports(2)
+    args = ["--nginx", str(nginx_port)]
+    expected = {
+        "static": f"static directory {tmp_path}/missing for /static/ does not exist",
+        "busy": f"nginx cannot listen on 127.0.0.1:{nginx_port}: Address already in use",
+        "overlap": f"--nginx: port {port} is also one of --ports",
+    }[problem]
+    holder = socket.socket()
+    if problem == "static":
+        args += ["--static", f"/static/={tmp_path}/missing"]
+    elif problem == "busy":
+        holder.bind(("127.0.0.1", nginx_port))
+        holder.listen()
+    else:
+        args = ["--nginx", str(port)]
+    with holder:
+        server = hybrid_serve(*args, ports=[port], wait=False)
+        code = server.proc.wait(timeout=20)
+    assert code == (2 if problem == "overlap" else 1)
+    lines = server.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"hybrid serve: error: {expected}"), lines
 
 
 def test_forged_proxy_headers_do_not_reach_django(hybrid_serve: Serve, free_ports: Ports) -> None:
