@@ -255,19 +255,41 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pidfile_command(
         commands, "metrics", "print every worker's Prometheus metrics, merged with a port label"
     )
-    _add_pidfile_command(
-        commands,
-        "reload",
-        "tell a running master to replace its workers one port at a time (SIGHUP)",
-        signum=signal.SIGHUP,
-    )
-    _add_pidfile_command(
-        commands,
-        "stop",
-        "tell a running master to stop gracefully (SIGTERM)",
-        signum=signal.SIGTERM,
-    )
+    for name, help, signum, until in (
+        (
+            "reload",
+            "tell a running master to replace its workers one port at a time (SIGHUP)",
+            signal.SIGHUP,
+            "every port is served by a new worker",
+        ),
+        ("stop", "tell a running master to stop gracefully (SIGTERM)", signal.SIGTERM,
+         "the master has exited"),
+    ):
+        sub = _add_pidfile_command(commands, name, help, signum=signum)
+        sub.add_argument(
+            "--wait",
+            nargs="?",
+            const=DEFAULT_WAIT,
+            default=None,
+            type=_wait_seconds,
+            metavar="SECONDS",
+            help=f"return only once {until}, or fail after SECONDS (default {DEFAULT_WAIT:g})",
+        )
     return parser
+
+
+#: How long ``reload --wait`` / ``stop --wait`` wait by default (boots and drains included).
+DEFAULT_WAIT = 120.0
+
+
+def _wait_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
+    return seconds
 
 
 def signal_master(pidfile: str, signum: int, prog: str) -> int:
@@ -302,6 +324,76 @@ def signal_master(pidfile: str, signum: int, prog: str) -> int:
     return 0
 
 
+def signal_and_wait(pidfile: str, signum: int, prog: str, wait: float | None) -> int:
+    """``hybrid reload`` / ``hybrid stop``: signal the master; with ``wait`` seconds, return
+    once the reload is done (every port served by a worker started after the signal) or
+    the master has exited, or fail with one line naming what is still pending."""
+    if wait is None:
+        return signal_master(pidfile, signum, prog)
+    before = read_status(pidfile, prog)
+    if before is None:
+        return 1
+    master = int(before["master"])
+    old = {int(w["pid"]) for w in before["workers"]}
+    started = time.monotonic()
+    code = signal_master(pidfile, signum, prog)
+    if code:
+        return code
+    deadline = started + wait
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        if not _alive(master):
+            if signum == signal.SIGTERM:
+                print(f"stopped in {time.monotonic() - started:.1f} s")
+                return 0
+            print(f"{prog}: error: the master {master} exited during the reload", file=sys.stderr)
+            return 1
+        if signum == signal.SIGHUP:
+            pending = _ports_on_old_workers(pidfile, old)
+            if pending is not None and not pending:
+                print(f"reloaded in {time.monotonic() - started:.1f} s")
+                return 0
+    if signum == signal.SIGTERM:
+        what = f"master {master} still running"
+    else:
+        ports = _ports_on_old_workers(pidfile, old)
+        what = "ports still on old workers: " + ", ".join(map(str, ports or []))
+    print(f"{prog}: error: not done after {wait:g} s ({what}); see its log", file=sys.stderr)
+    return 1
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its parent counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def _ports_on_old_workers(pidfile: str, old: set[int]) -> list[int] | None:
+    """Ports not yet served by a worker outside ``old`` (or still served by one of them);
+    None while the status file cannot be read (the master rewrites it every second)."""
+    from hybrid.arbiter import status_path
+
+    try:
+        with open(status_path(pidfile)) as f:
+            workers = json.load(f)["workers"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    serving = [(int(w["port"]), int(w["pid"])) for w in workers if w["state"] == "serving"]
+    ports = {int(w["port"]) for w in workers}
+    renewed = {port for port, pid in serving if pid not in old}
+    stale = {port for port, pid in serving if pid in old}
+    return sorted((ports - renewed) | stale)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -316,6 +408,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "metrics":
         return print_metrics(args.pidfile)
     if args.command in ("reload", "stop"):
-        return signal_master(args.pidfile, args.signum, f"hybrid {args.command}")
+        return signal_and_wait(args.pidfile, args.signum, f"hybrid {args.command}", args.wait)
     parser.print_help(sys.stderr)
     return 2

@@ -260,6 +260,44 @@ def test_reload_command_with_pidfile(
     assert result.stderr.count("\n") == 1 and "cannot read pidfile" in result.stderr
 
 
+def test_reload_and_stop_wait_until_done(
+    hybrid_serve: Serve, free_ports: Ports, tmp_path: Path
+) -> None:
+    """``--wait``: a deploy script knows when every port runs the new code."""
+    import subprocess
+    import sys
+
+    def hybrid(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hybrid", *args, "--pidfile", str(pidfile)],
+            capture_output=True,
+            text=True,
+            env=hybrid_env(),
+            timeout=90,
+        )
+
+    pidfile = tmp_path / "hybrid.pid"
+    server = hybrid_serve("--pidfile", str(pidfile), ports=free_ports(2))
+    time.sleep(1.2)  # the status file is rewritten every second
+    before = {port: pid_of(port) for port in server.ports}
+    reloaded = hybrid("reload", "--wait", "60")
+    assert reloaded.returncode == 0, reloaded.stderr
+    assert reloaded.stdout.startswith("reloaded in ")
+    after = {port: pid_of(port) for port in server.ports}  # at once, no polling
+    assert not set(after.values()) & set(before.values()), (before, after)
+
+    hurried = hybrid("reload", "--wait", "0.05")
+    assert hurried.returncode == 1
+    assert hurried.stderr.startswith("hybrid reload: error: not done after 0.05 s (ports still")
+    assert hurried.stderr.count("\n") == 1
+
+    stopped = hybrid("stop", "--wait")
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.startswith("stopped in ")
+    assert server.proc.wait(timeout=1) == 0
+    assert wait_session_empty(server.pid) == []
+
+
 def test_reload_picks_up_new_code(hybrid_serve: Serve, free_ports: Ports, tmp_path: Path) -> None:
     """SIGHUP is how a deploy reaches the workers: they load the project afresh."""
     project = tmp_path / "liveproj"
