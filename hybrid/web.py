@@ -126,7 +126,7 @@ class HybridApplication(tornado.web.Application):
         self._drain_started = time.monotonic()
         for websocket in list(self.websockets):
             # 1001 "going away": the client reconnects, and reaches a serving worker.
-            websocket.close(1001, "server restarting")
+            websocket.close(1001, "worker stopping")  # a reload or a stop
         for request_conn in self._busy:
             _close_after_response(request_conn)
 
