@@ -277,6 +277,59 @@ def test_async_atomic_commits_rolls_back_and_nests() -> None:
     assert list(Note.objects.values_list("text", flat=True)) == ["kept"]
 
 
+@pytest.mark.parametrize("in_request", [False, True])
+def test_async_atomic_without_native_calls_is_a_transaction_on_the_thread(
+    in_request: bool,
+) -> None:
+    """``--native-mysql false`` (here: a loop without native pools) must not break code
+    written with ``hybrid.db.atomic()``: the block is Django's ``transaction.atomic()`` on
+    the database thread its async ORM calls use: the request's lane (``in_request``, as in
+    a ``DjangoHandler``), else one leased for the block."""
+    from nativedb.models import Note
+
+    from hybrid.bridge import lanes
+
+    _reset()
+
+    def count_elsewhere() -> int:  # another thread, so another connection
+        try:
+            return Note.objects.filter(text="kept").count()
+        finally:
+            connections[ALIAS].close()
+
+    async def work() -> tuple[int, int]:
+        async with hybrid.db.atomic(using=ALIAS):
+            await Note.objects.acreate(text="kept")
+            try:
+                async with hybrid.db.atomic(using=ALIAS):
+                    await Note.objects.acreate(text="savepoint")
+                    raise ValueError("roll the savepoint back")
+            except ValueError:
+                pass
+            # sync code in run_sync joins the same transaction
+            inside = await run_sync(lambda: Note.objects.filter(text="kept").count())
+            elsewhere = await asyncio.to_thread(count_elsewhere)
+        with pytest.raises(RuntimeError):
+            async with hybrid.db.atomic(using=ALIAS):
+                await Note.objects.acreate(text="rolled back")
+                raise RuntimeError
+        return inside, elsewhere
+
+    async def main() -> tuple[int, int]:
+        try:
+            if not in_request:
+                return await work()
+            async with lanes.lane_context():
+                return await work()
+        finally:
+            await lanes.close_pools()
+
+    inside, elsewhere = asyncio.run(main())
+    assert (inside, elsewhere) == (1, 0)  # uncommitted rows: seen inside only
+    assert list(Note.objects.values_list("text", flat=True)) == ["kept"]
+    assert stats["native"] == 0 and stats["thread"] >= 3
+
+
 def test_mixing_sync_orm_writes_into_async_atomic_is_an_error() -> None:
     from nativedb.models import Note
 

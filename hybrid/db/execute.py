@@ -233,12 +233,22 @@ class atomic:  # noqa: N801  # named like django.db.transaction.atomic
     thread path raises ``TransactionManagementError``, because it would run on another
     connection, outside this transaction. Use ``transaction.atomic()`` inside a
     ``hybrid.run_sync`` function for such work instead.
+
+    Where ``using`` cannot run natively (native calls off, not MySQL, not a worker's loop,
+    or a sync ``transaction.atomic()`` already open), the block is Django's
+    ``transaction.atomic()`` entered on the request's database thread (a lane of its own
+    outside a request): the async ORM calls of the block then run on that thread's
+    connection, so they are inside the transaction, and so is sync code in ``run_sync``.
+    Code written with ``hybrid.db.atomic()`` keeps working when native calls are off.
     """
 
     def __init__(self, using: str | None = None, savepoint: bool = True) -> None:
         self.using = using
         self.savepoint = savepoint
         self._stack: list[tuple[str | None, contextvars.Token[Any] | None]] = []
+        #: Per ``async with`` level: the sync block entered on a thread (and the lane
+        #: context opened for it), or None for a native level.
+        self._threaded: list[tuple[Any, Any] | None] = []
 
     async def __aenter__(self) -> atomic:
         from django.db import DEFAULT_DB_ALIAS
@@ -249,10 +259,13 @@ class atomic:  # noqa: N801  # named like django.db.transaction.atomic
         alias = self.using or DEFAULT_DB_ALIAS
         reason = native_alias_reason(alias)
         if reason:
-            raise TransactionManagementError(
-                f"hybrid.db.atomic(using={alias!r}) cannot run natively here: {reason}; "
-                "use transaction.atomic() inside a hybrid.run_sync() function instead"
-            )
+            if current_transaction(alias) is not None:  # a native block is open: can't mix
+                raise TransactionManagementError(
+                    f"hybrid.db.atomic(using={alias!r}) cannot run natively here: {reason}; "
+                    "use transaction.atomic() inside a hybrid.run_sync() function instead"
+                )
+            await self._enter_on_thread(alias)
+            return self
         tx = current_transaction(alias)
         if tx is not None:
             name = None
@@ -260,6 +273,7 @@ class atomic:  # noqa: N801  # named like django.db.transaction.atomic
                 name = f"hybrid_s{next(tx.ids)}"
                 await tx.execute(f"SAVEPOINT `{name}`")
             self._stack.append((name, None))
+            self._threaded.append(None)
             return self
         pool = await _pool(alias)
         try:
@@ -275,6 +289,7 @@ class atomic:  # noqa: N801  # named like django.db.transaction.atomic
         txs = dict(_transactions.get() or {})
         txs[alias] = _Transaction(alias, pool, conn)
         self._stack.append((None, _transactions.set(txs)))
+        self._threaded.append(None)
         return self
 
     async def __aexit__(
@@ -285,6 +300,10 @@ class atomic:  # noqa: N801  # named like django.db.transaction.atomic
     ) -> None:
         from django.db import DEFAULT_DB_ALIAS
 
+        threaded = self._threaded.pop()
+        if threaded is not None:
+            await self._exit_on_thread(threaded, exc_type, exc, tb)
+            return
         alias = self.using or DEFAULT_DB_ALIAS
         name, token = self._stack.pop()
         tx = current_transaction(alias)
@@ -309,3 +328,38 @@ class atomic:  # noqa: N801  # named like django.db.transaction.atomic
                     tx.conn.close()
         finally:
             tx.pool.release(tx.conn)
+
+    async def _enter_on_thread(self, alias: str) -> None:
+        from django.db import transaction
+
+        from hybrid.bridge.lanes import current_lane, lane_context, run_sync
+
+        # Outside a request, a lane for the block: every thread-sensitive call in it (the
+        # async ORM's thread path, run_sync) then uses the one connection.
+        lane_block = lane_context() if current_lane() is None else None
+        if lane_block is not None:
+            await lane_block.__aenter__()
+        block = transaction.atomic(using=alias, savepoint=self.savepoint)
+        try:
+            await run_sync(block.__enter__)
+        except BaseException as error:
+            if lane_block is not None:
+                await lane_block.__aexit__(type(error), error, error.__traceback__)
+            raise
+        self._threaded.append((block, lane_block))
+
+    async def _exit_on_thread(
+        self,
+        threaded: tuple[Any, Any],
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        from hybrid.bridge.lanes import run_sync
+
+        block, lane_block = threaded
+        try:
+            await run_sync(block.__exit__, exc_type, exc, tb)
+        finally:
+            if lane_block is not None:
+                await lane_block.__aexit__(exc_type, exc, tb)
