@@ -127,6 +127,10 @@ class Arbiter:
         #: Ports waiting for a rolling replacement, and the one being replaced now.
         self._replace_queue: list[int] = []
         self._replacing: tuple[int, WorkerProcess] | None = None
+        #: Reloads asked for so far, and why the latest one was abandoned (for
+        #: ``hybrid reload --wait``, through the status file).
+        self._reloads = 0
+        self._reload_abandoned: str | None = None
         self._next_rss_check = 0.0
         #: The supervised nginx (``--nginx PORT``), started once every port serves.
         self.nginx: NginxProcess | None = None
@@ -136,6 +140,12 @@ class Arbiter:
     def run(self) -> int:
         if self.config.nginx is not None:
             self._new_nginx().preflight()  # NginxError before any port or worker
+        elif self.config.nginx_host is not None:
+            gen_log.warning(
+                "%s %s has no effect without --nginx PORT",
+                self.config.sources.get("nginx_host", "nginx_host"),
+                self.config.nginx_host,
+            )
         self.sockets = bind_ports(self.config)
         try:
             self.metrics_sockets = bind_metrics_ports(self.config)
@@ -205,6 +215,7 @@ class Arbiter:
             "master": self.pid,
             "started": self.started_wall,
             "host": self.config.host,
+            "reload": {"count": self._reloads, "abandoned": self._reload_abandoned},
             "nginx": (
                 {"pid": self.nginx.pid, "port": self.nginx.listen_port}
                 if self.nginx is not None and self.nginx.pid is not None
@@ -305,6 +316,9 @@ class Arbiter:
         a reload starts over, so every port ends up running the newest code."""
         gen_log.info("master %d reloading: replacing workers one port at a time", self.pid)
         self._replace_queue = list(self.config.ports)
+        self._reloads += 1
+        self._reload_abandoned = None
+        self._next_status_write = 0.0  # now: `hybrid reload --wait` reads it
 
     def _read_notifications(self, worker: WorkerProcess) -> None:
         try:
@@ -406,6 +420,7 @@ class Arbiter:
 
     def _on_worker_exit(self, worker: WorkerProcess, status: int) -> None:
         how = describe_exit(status)
+        self._next_status_write = 0.0
         self._kill_orphans()
         if self._stopping or worker.retiring_since is not None:
             gen_log.debug("worker %d on port %d %s", worker.pid, worker.port, how)
@@ -424,6 +439,10 @@ class Arbiter:
             )
             self._replacing = None
             self._replace_queue.clear()
+            self._reload_abandoned = (
+                f"the new worker for port {worker.port} failed to boot ({reason})"
+            )
+            self._next_status_write = 0.0
             return
         if failed_boot:
             reason = worker.boot_error or "no reason given"
@@ -462,6 +481,7 @@ class Arbiter:
                         )
                         self._retire(old)
                 self._replacing = None
+                self._next_status_write = 0.0
             else:
                 return
         while self._replace_queue and self._replacing is None:

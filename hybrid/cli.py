@@ -307,6 +307,13 @@ def signal_master(pidfile: str, signum: int, prog: str) -> int:
     if not text.isdigit():
         print(f"{prog}: error: pidfile {pidfile!r} does not hold a pid", file=sys.stderr)
         return 1
+    if _started_after(int(text), pidfile):
+        print(
+            f"{prog}: error: process {text} started after {pidfile!r} was written, so it is "
+            "not the master that wrote it (stale pidfile: was hybrid serve killed?)",
+            file=sys.stderr,
+        )
+        return 1
     try:
         os.kill(int(text), signum)
     except ProcessLookupError:
@@ -324,10 +331,26 @@ def signal_master(pidfile: str, signum: int, prog: str) -> int:
     return 0
 
 
+def _started_after(pid: int, path: str) -> bool:
+    """Whether process ``pid`` started after ``path`` was last written: then it did not
+    write it, and its pid is a reused one (Linux ``/proc``; False where unknown)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            start_ticks = int(f.read().rpartition(")")[2].split()[19])  # field 22
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        started = boot + start_ticks / os.sysconf("SC_CLK_TCK")
+        return started > os.stat(path).st_mtime + 1.0  # btime has whole seconds
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
+
+
 def signal_and_wait(pidfile: str, signum: int, prog: str, wait: float | None) -> int:
     """``hybrid reload`` / ``hybrid stop``: signal the master; with ``wait`` seconds, return
-    once the reload is done (every port served by a worker started after the signal) or
-    the master has exited, or fail with one line naming what is still pending."""
+    once the master has exited (stop), or once the reload is done: every port served by a
+    worker started after the signal and every old worker gone (drained, so no keep-alive
+    connection can reach old code). Fails with one line naming what is pending, at once
+    when the master abandons the reload."""
     if wait is None:
         return signal_master(pidfile, signum, prog)
     before = read_status(pidfile, prog)
@@ -335,11 +358,13 @@ def signal_and_wait(pidfile: str, signum: int, prog: str, wait: float | None) ->
         return 1
     master = int(before["master"])
     old = {int(w["pid"]) for w in before["workers"]}
+    reloads = int((before.get("reload") or {}).get("count", 0))
     started = time.monotonic()
     code = signal_master(pidfile, signum, prog)
     if code:
         return code
     deadline = started + wait
+    pending = "the master has not started the reload"
     while time.monotonic() < deadline:
         time.sleep(0.1)
         if not _alive(master):
@@ -348,17 +373,22 @@ def signal_and_wait(pidfile: str, signum: int, prog: str, wait: float | None) ->
                 return 0
             print(f"{prog}: error: the master {master} exited during the reload", file=sys.stderr)
             return 1
-        if signum == signal.SIGHUP:
-            pending = _ports_on_old_workers(pidfile, old)
-            if pending is not None and not pending:
-                print(f"reloaded in {time.monotonic() - started:.1f} s")
-                return 0
+        if signum != signal.SIGHUP:
+            continue
+        progress = _reload_progress(pidfile, reloads, old)
+        if progress is None:
+            continue
+        pending, abandoned = progress
+        if abandoned:
+            print(f"{prog}: error: reload abandoned: {abandoned}; the old workers keep "
+                  "serving (see the master's log)", file=sys.stderr)
+            return 1
+        if not pending:
+            print(f"reloaded in {time.monotonic() - started:.1f} s")
+            return 0
     if signum == signal.SIGTERM:
-        what = f"master {master} still running"
-    else:
-        ports = _ports_on_old_workers(pidfile, old)
-        what = "ports still on old workers: " + ", ".join(map(str, ports or []))
-    print(f"{prog}: error: not done after {wait:g} s ({what}); see its log", file=sys.stderr)
+        pending = f"master {master} still running"
+    print(f"{prog}: error: not done after {wait:g} s ({pending}); see its log", file=sys.stderr)
     return 1
 
 
@@ -377,21 +407,31 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _ports_on_old_workers(pidfile: str, old: set[int]) -> list[int] | None:
-    """Ports not yet served by a worker outside ``old`` (or still served by one of them);
-    None while the status file cannot be read (the master rewrites it every second)."""
+def _reload_progress(pidfile: str, reloads: int, old: set[int]) -> tuple[str, str | None] | None:
+    """``(what is pending, "" when done; why it was abandoned or None)`` for the reload
+    after ``reloads``; None while the status file cannot be read (it is being replaced)."""
     from hybrid.arbiter import status_path
 
     try:
         with open(status_path(pidfile)) as f:
-            workers = json.load(f)["workers"]
+            status = json.load(f)
+        workers = status["workers"]
+        reload = status["reload"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    serving = [(int(w["port"]), int(w["pid"])) for w in workers if w["state"] == "serving"]
+    if int(reload["count"]) <= reloads:
+        return "the master has not started the reload", None
+    if reload["abandoned"]:
+        return "", str(reload["abandoned"])
     ports = {int(w["port"]) for w in workers}
-    renewed = {port for port, pid in serving if pid not in old}
-    stale = {port for port, pid in serving if pid in old}
-    return sorted((ports - renewed) | stale)
+    renewed = {int(w["port"]) for w in workers if w["state"] == "serving" and w["pid"] not in old}
+    waiting = sorted(ports - renewed)
+    draining = sorted(int(w["pid"]) for w in workers if w["pid"] in old)
+    if waiting:
+        return "ports still on old workers: " + ", ".join(map(str, waiting)), None
+    if draining:
+        return "old workers still draining: " + ", ".join(map(str, draining)), None
+    return "", None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -545,13 +545,15 @@ class Config:
                 except ConfigError as exc:
                     raise ConfigError(f"{where}: {exc}", option=where, value=raw) from None
                 except (TypeError, ValueError) as exc:
+                    shown = " ".join(map(repr, raw)) if isinstance(raw, list) else repr(raw)
                     raise ConfigError(
-                        f"{where}: bad value {raw!r}: {exc}", option=where, value=raw
+                        f"{where}: bad value {shown}: {exc}", option=where, value=raw
                     ) from None
                 sources[option.name] = where
                 break
         nginx = values.get("nginx")
-        if nginx is not None and nginx in values.get("ports", cls.ports):
+        same_address = values.get("nginx_host") in (None, values.get("host", cls.host))
+        if nginx is not None and same_address and nginx in values.get("ports", cls.ports):
             where = sources["nginx"]
             raise ConfigError(
                 f"{where}: port {nginx} is also one of --ports: give nginx a port of its own",

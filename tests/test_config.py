@@ -133,6 +133,12 @@ def test_settings_hybrid_values_are_typed_like_the_others() -> None:
             "HYBRID_NGINX: port 8003 is also one of --ports: give nginx a port of its own",
         ),
         ({}, {}, {"nginx": 8001}, "settings.HYBRID['nginx']: port 8001 is also one of --ports"),
+        (
+            {"static": ["/static/=/srv/static", "nope"]},
+            {},
+            {},
+            "--static: bad value '/static/=/srv/static' 'nope': 'nope' is not URL=DIR",
+        ),
         ({}, {}, {"prots": "8001"}, "unknown option 'prots' in settings.HYBRID"),
         ({}, {}, {"settings": "x.y"}, "unknown option 'settings' in settings.HYBRID"),
     ],
@@ -162,6 +168,11 @@ def test_bad_values_name_their_source(
 def test_sizes_take_the_suffixes_nginx_takes(value: object, size: int) -> None:
     config = Config.from_sources({"max_body_size": value}, {"HYBRID_MAX_HEADER_SIZE": str(value)})
     assert (config.max_body_size, config.max_header_size) == (size, size)
+
+
+def test_nginx_may_share_a_worker_port_number_on_another_address() -> None:
+    config = Config.from_sources({"ports": "8001-8002", "nginx": "8001", "nginx_host": "0.0.0.0"})
+    assert (config.nginx, config.nginx_host) == (8001, "0.0.0.0")
 
 
 def test_pythonpath_may_be_any_existing_directory(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from conftest import HybridProcess, hybrid_env, wait_session_empty
 
 Serve = Callable[..., HybridProcess]
@@ -280,11 +281,20 @@ def test_reload_and_stop_wait_until_done(
     server = hybrid_serve("--pidfile", str(pidfile), ports=free_ports(2))
     time.sleep(1.2)  # the status file is rewritten every second
     before = {port: pid_of(port) for port in server.ports}
+    kept = http.client.HTTPConnection("127.0.0.1", server.ports[0], timeout=10)
+    kept.request("GET", "/hybrid/pid")
+    assert json.loads(kept.getresponse().read())["pid"] == before[server.ports[0]]
     reloaded = hybrid("reload", "--wait", "60")
     assert reloaded.returncode == 0, reloaded.stderr
     assert reloaded.stdout.startswith("reloaded in ")
     after = {port: pid_of(port) for port in server.ports}  # at once, no polling
     assert not set(after.values()) & set(before.values()), (before, after)
+    # Done means the old workers are gone: a keep-alive connection from before cannot
+    # reach old code either (it was closed by the drain).
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        kept.request("GET", "/hybrid/pid")
+        kept.getresponse().read()
+    kept.close()
 
     hurried = hybrid("reload", "--wait", "0.05")
     assert hurried.returncode == 1
@@ -344,6 +354,71 @@ def test_reload_with_broken_code_keeps_the_old_workers(
     assert {p: pid_of(p) for p in server.ports} == before
     assert "No module named 'no_such_module_anywhere'" in server.stderr
     assert server.proc.poll() is None
+
+
+def test_reload_wait_reports_an_abandoned_reload_at_once(
+    hybrid_serve: Serve, free_ports: Ports, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    project = tmp_path / "brokenwait"
+    project.mkdir()
+    (project / "__init__.py").write_text("")
+    (project / "settings.py").write_text(
+        "from testproject.settings import *  # noqa\nHYBRID_ROUTES = 'brokenwait.routes.routes'\n"
+    )
+    (project / "routes.py").write_text("from testproject.routes import routes  # noqa\n")
+    pidfile = tmp_path / "hybrid.pid"
+    server = hybrid_serve(
+        "--pythonpath", str(tmp_path), "--pidfile", str(pidfile),
+        ports=free_ports(2), settings="brokenwait.settings",
+    )
+    time.sleep(1.2)  # the status file is rewritten every second
+    (project / "routes.py").write_text("import no_such_module_anywhere\n")
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "hybrid", "reload", "--pidfile", str(pidfile), "--wait", "60"],
+        capture_output=True,
+        text=True,
+        env=hybrid_env(),
+        timeout=90,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "hybrid reload: error: reload abandoned: the new worker for port "
+    ), result.stderr
+    assert "no_such_module_anywhere" in result.stderr and result.stderr.count("\n") == 1
+    assert time.monotonic() - started < 30  # not the 60 s it was given
+    assert server.proc.poll() is None
+
+
+def test_a_stale_pidfile_naming_another_process_is_refused(tmp_path: Path) -> None:
+    """A master killed with SIGKILL leaves its pidfile; its pid may now be anyone's."""
+    import subprocess
+    import sys
+
+    bystander = subprocess.Popen(["sleep", "30"])
+    try:
+        pidfile = tmp_path / "hybrid.pid"
+        pidfile.write_text(f"{bystander.pid}\n")
+        written = time.time() - 600  # the master wrote it ten minutes ago
+        os.utime(pidfile, (written, written))
+        for command in ("stop", "reload"):
+            result = subprocess.run(
+                [sys.executable, "-m", "hybrid", command, "--pidfile", str(pidfile)],
+                capture_output=True,
+                text=True,
+                env=hybrid_env(),
+                timeout=60,
+            )
+            assert result.returncode == 1
+            assert f"process {bystander.pid} started after" in result.stderr
+            assert result.stderr.count("\n") == 1
+        assert bystander.poll() is None  # not signalled
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 def test_max_requests_recycles_workers_without_failed_requests(

@@ -247,6 +247,11 @@ class CommandStream(Generic[AnyStr]):
         result: CommandResult[AnyStr] = self._execution.result(b"", b"", (False, False))
         return result
 
+    def ready(self) -> bool:
+        """Whether the next event is already here (the iteration would not wait for the
+        command): a consumer can batch its writes and flush when this turns False."""
+        return bool(self._events or self._chunks)
+
     def cancel(self) -> None:
         """Kill the command (TERM, grace, KILL); the iteration then ends. Not a coroutine."""
         if self._execution is not None:
