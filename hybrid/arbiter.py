@@ -590,6 +590,7 @@ class Arbiter:
         for worker in self.workers.values():
             kill_quietly(worker.pid, signal.SIGTERM)
         deadline = time.monotonic() + self.config.graceful_timeout + DRAIN_SLACK
+        interrupted = False
         while self.workers and time.monotonic() < deadline:
             if self._wake_r >= 0:
                 self._wait(0.1)
@@ -597,13 +598,17 @@ class Arbiter:
                 time.sleep(0.05)
             if any(s in (signal.SIGINT, signal.SIGQUIT) for s in self._signal_queue):
                 gen_log.warning("second interrupt: killing %d worker(s) now", len(self.workers))
+                interrupted = True
                 break
             self._signal_queue.clear()
             self._reap()
         for worker in self.workers.values():
-            gen_log.warning(
-                "worker %d on port %d did not stop in time; killing it", worker.pid, worker.port
-            )
+            if not interrupted:
+                gen_log.warning(
+                    "worker %d on port %d did not stop in time; killing it",
+                    worker.pid,
+                    worker.port,
+                )
             kill_quietly(worker.pid, signal.SIGKILL)
         for worker in list(self.workers.values()):
             try:

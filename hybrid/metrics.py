@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.web import RequestHandler
 
@@ -65,11 +65,16 @@ class WorkerMetrics:
         gauges = {
             "hybrid_requests_in_flight": ("Requests being handled now.", inflight),
             "hybrid_commands_running": ("System commands running now.", commands_running),
-            "hybrid_command_timeouts_total": (
+        }
+        # A counter whose value the runner keeps (prometheus_client's Counter cannot read
+        # a function): exposed with TYPE counter, as its _total name promises.
+        self.registry.register(
+            _FunctionCounter(
+                "hybrid_command_timeouts",
                 "Commands killed for running past their timeout.",
                 command_timeouts,
-            ),
-        }
+            )
+        )
         if db_in_use is not None:
             gauges["hybrid_db_threads_in_use"] = (
                 "Database threads (--db-threads) leased to requests now.",
@@ -119,6 +124,18 @@ def _relabel(families: Iterable[Metric], port: int) -> Iterator[Metric]:
                 sample.name, {**sample.labels, "port": str(port)}, sample.value, sample.timestamp
             )
         yield copy
+
+
+class _FunctionCounter:
+    """A collector for one counter read from ``function`` at each scrape."""
+
+    def __init__(self, name: str, documentation: str, function: Callable[[], float]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.function = function
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self.name, self.documentation, value=self.function())
 
 
 def aggregate(urls: dict[int, str], timeout: float = 5.0) -> bytes:

@@ -87,6 +87,37 @@ def test_ctrl_c_to_the_whole_process_group_stops_cleanly(
     assert "Traceback" not in server.stderr
 
 
+def test_a_second_interrupt_kills_the_workers_at_once(
+    hybrid_serve: Serve, free_ports: Callable[[int], list[int]]
+) -> None:
+    import threading
+
+    server = hybrid_serve(ports=free_ports(1))
+    slow = threading.Thread(
+        target=lambda: _ignore_errors(get_json, server.url(server.ports[0], "/hybrid/sleep?s=20"))
+    )
+    slow.start()
+    time.sleep(0.5)  # the request is in flight: the graceful stop would wait for it
+    started = time.monotonic()
+    os.kill(server.pid, signal.SIGINT)
+    time.sleep(0.5)
+    os.kill(server.pid, signal.SIGINT)
+    assert server.proc.wait(timeout=10) == 0
+    assert time.monotonic() - started < 8  # not the 20 s request nor the 30 s timeout
+    slow.join(timeout=10)
+    log = server.stderr
+    assert "second interrupt: killing 1 worker(s) now" in log
+    assert "did not stop in time" not in log  # it was told to stop, not late
+    assert wait_session_empty(server.pid) == []
+
+
+def _ignore_errors(call: Callable[..., object], *args: object) -> None:
+    try:
+        call(*args)
+    except Exception:  # the connection is cut: that is the point
+        pass
+
+
 def test_in_flight_request_finishes_during_a_graceful_stop(
     hybrid_serve: Serve, free_ports: Callable[[int], list[int]]
 ) -> None:

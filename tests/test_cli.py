@@ -363,6 +363,7 @@ def test_metrics_per_worker_and_merged_by_port(
         "hybrid_db_threads_waiting",
     ):
         assert name in text
+    assert "# TYPE hybrid_command_timeouts_total counter" in text  # not a gauge
     # Off the public routes: the public port has no /metrics (it goes to Django: 404).
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/metrics", timeout=10)
