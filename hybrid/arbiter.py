@@ -534,22 +534,37 @@ class Arbiter:
         notify_r, notify_w = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        # Signals stay blocked across the fork: one sent to the new worker before it has
+        # dropped the master's handlers would run them in the child and be lost there (a
+        # SIGTERM right after a reload's fork left a worker the master then waited 35 s for).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED_SIGNALS)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
         if pid == 0:  # pragma: no cover - runs in the child; covered by process tests
             os.close(notify_r)
-            self._run_child(port, notify_w)
+            self._run_child(port, notify_w, mask)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(notify_w)
         os.set_blocking(notify_r, False)
         worker = WorkerProcess(pid=pid, port=port, notify_fd=notify_r)
         self.workers[pid] = worker
         return worker
 
-    def _run_child(self, port: int, notify_w: int) -> None:  # pragma: no cover - child
-        """Become the worker for ``port``; never returns."""
+    def _run_child(
+        self, port: int, notify_w: int, mask: set[int | signal.Signals]
+    ) -> None:  # pragma: no cover - child
+        """Become the worker for ``port``; never returns. ``mask``: the signal mask to
+        restore once the master's handlers are gone (a signal pending since the fork is
+        then delivered to the worker's own dispositions)."""
         code = 1
         try:
             for signum in self._old_handlers:
                 signal.signal(signum, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # workers leave Ctrl-C to the master
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(self._wake_r)
             os.close(self._wake_w)
             for other in self.workers.values():

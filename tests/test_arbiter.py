@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import HybridProcess, hybrid_env, wait_session_empty
+from conftest import REPO_DIR, HybridProcess, hybrid_env, wait_session_empty
 
 from hybrid import Config
 from hybrid.errors import BindError
@@ -109,6 +109,46 @@ def test_a_second_interrupt_kills_the_workers_at_once(
     assert "second interrupt: killing 1 worker(s) now" in log
     assert "did not stop in time" not in log  # it was told to stop, not late
     assert wait_session_empty(server.pid) == []
+
+
+def test_a_signal_sent_to_a_worker_right_after_its_fork_is_not_lost(
+    free_ports: Callable[[int], list[int]],
+) -> None:
+    """Every fork of this master SIGTERMs the new child before it runs a line of hybrid's
+    code. Were signals not blocked across the fork, the master's inherited handler would
+    swallow it in the child, and the worker would serve as if nothing had been sent (a
+    stop during a reload then waited 35 s for that worker). Delivered, it kills each new
+    worker, and the master gives up after its boot retries."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        os.register_at_fork(after_in_child=lambda: os.kill(os.getpid(), signal.SIGTERM))
+        from hybrid.cli import main
+        sys.exit(main(["serve", "--ports", "{free_ports(1)[0]}",
+                       "--settings", "testproject.settings"]))
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=hybrid_env(),
+        cwd=REPO_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the master and its worker
+            proc.wait()
+    assert proc.returncode == 1, stderr[-2000:]
+    assert "died 5 times while booting (last one was killed by SIGTERM)" in stderr
 
 
 def _ignore_errors(call: Callable[..., object], *args: object) -> None:
