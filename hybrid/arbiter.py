@@ -242,6 +242,11 @@ class Arbiter:
             return None
         return f"http://127.0.0.1:{sockets[0].getsockname()[1]}/metrics"
 
+    def _status_changed(self) -> None:
+        """Rewrite the status file at the next turn of the loop, not a second later: a
+        reload's progress is what ``hybrid reload --wait`` reads there."""
+        self._next_status_write = 0.0
+
     def _write_status(self) -> None:
         """Every second, next to the pidfile: ``F.json`` (atomically replaced)."""
         if not self.config.pidfile or time.monotonic() < self._next_status_write:
@@ -318,7 +323,7 @@ class Arbiter:
         self._replace_queue = list(self.config.ports)
         self._reloads += 1
         self._reload_abandoned = None
-        self._next_status_write = 0.0  # now: `hybrid reload --wait` reads it
+        self._status_changed()
 
     def _read_notifications(self, worker: WorkerProcess) -> None:
         try:
@@ -420,7 +425,7 @@ class Arbiter:
 
     def _on_worker_exit(self, worker: WorkerProcess, status: int) -> None:
         how = describe_exit(status)
-        self._next_status_write = 0.0
+        self._status_changed()
         self._kill_orphans()
         if self._stopping or worker.retiring_since is not None:
             gen_log.debug("worker %d on port %d %s", worker.pid, worker.port, how)
@@ -442,7 +447,7 @@ class Arbiter:
             self._reload_abandoned = (
                 f"the new worker for port {worker.port} failed to boot ({reason})"
             )
-            self._next_status_write = 0.0
+            self._status_changed()
             return
         if failed_boot:
             reason = worker.boot_error or "no reason given"
@@ -481,7 +486,7 @@ class Arbiter:
                         )
                         self._retire(old)
                 self._replacing = None
-                self._next_status_write = 0.0
+                self._status_changed()
             else:
                 return
         while self._replace_queue and self._replacing is None:

@@ -19,9 +19,10 @@ from typing import Any, NoReturn
 
 from hybrid import __version__
 from hybrid.arbiter import serve
-from hybrid.config import OPTIONS, Config, Option, build_config
+from hybrid.config import OPTIONS, Config, Option, build_config, parse_positive_float
 from hybrid.errors import ConfigError, HybridError
 from hybrid.log import configure_logging
+from hybrid.procutil import is_running, started_after
 
 __all__ = ["add_serve_arguments", "main", "run_serve"]
 
@@ -260,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
             "reload",
             "tell a running master to replace its workers one port at a time (SIGHUP)",
             signal.SIGHUP,
-            "every port is served by a new worker",
+            "every port runs a new worker and the old ones are gone",
         ),
         ("stop", "tell a running master to stop gracefully (SIGTERM)", signal.SIGTERM,
          "the master has exited"),
@@ -284,12 +285,9 @@ DEFAULT_WAIT = 120.0
 
 def _wait_seconds(text: str) -> float:
     try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
-    return seconds
+        return parse_positive_float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 def signal_master(pidfile: str, signum: int, prog: str) -> int:
@@ -307,7 +305,7 @@ def signal_master(pidfile: str, signum: int, prog: str) -> int:
     if not text.isdigit():
         print(f"{prog}: error: pidfile {pidfile!r} does not hold a pid", file=sys.stderr)
         return 1
-    if _started_after(int(text), pidfile):
+    if started_after(int(text), pidfile):
         print(
             f"{prog}: error: process {text} started after {pidfile!r} was written, so it is "
             "not the master that wrote it (stale pidfile: was hybrid serve killed?)",
@@ -329,20 +327,6 @@ def signal_master(pidfile: str, signum: int, prog: str) -> int:
         )
         return 1
     return 0
-
-
-def _started_after(pid: int, path: str) -> bool:
-    """Whether process ``pid`` started after ``path`` was last written: then it did not
-    write it, and its pid is a reused one (Linux ``/proc``; False where unknown)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            start_ticks = int(f.read().rpartition(")")[2].split()[19])  # field 22
-        with open("/proc/stat") as f:
-            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
-        started = boot + start_ticks / os.sysconf("SC_CLK_TCK")
-        return started > os.stat(path).st_mtime + 1.0  # btime has whole seconds
-    except (OSError, ValueError, IndexError, StopIteration):
-        return False
 
 
 def signal_and_wait(pidfile: str, signum: int, prog: str, wait: float | None) -> int:
@@ -367,7 +351,7 @@ def signal_and_wait(pidfile: str, signum: int, prog: str, wait: float | None) ->
     pending = "the master has not started the reload"
     while time.monotonic() < deadline:
         time.sleep(0.1)
-        if not _alive(master):
+        if not is_running(master):
             if signum == signal.SIGTERM:
                 print(f"stopped in {time.monotonic() - started:.1f} s")
                 return 0
@@ -390,21 +374,6 @@ def signal_and_wait(pidfile: str, signum: int, prog: str, wait: float | None) ->
         pending = f"master {master} still running"
     print(f"{prog}: error: not done after {wait:g} s ({pending}); see its log", file=sys.stderr)
     return 1
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie waiting for its parent counts as exited)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
 
 
 def _reload_progress(pidfile: str, reloads: int, old: set[int]) -> tuple[str, str | None] | None:

@@ -25,7 +25,15 @@ from typing import Any
 
 from hybrid.errors import AppLoadError, ConfigError, describe_exception
 
-__all__ = ["MAX_PORTS", "OPTIONS", "Config", "Option", "build_config", "parse_ports"]
+__all__ = [
+    "MAX_PORTS",
+    "OPTIONS",
+    "Config",
+    "Option",
+    "build_config",
+    "parse_ports",
+    "parse_positive_float",
+]
 
 #: More workers than this is almost certainly a typo (``8001-80040``), not a deployment.
 MAX_PORTS = 256
@@ -98,7 +106,8 @@ def _parse_optional_str(value: object) -> str | None:
     return None if value is None or value == "" else _parse_str(value)
 
 
-def _parse_positive_float(value: object) -> float:
+def parse_positive_float(value: object) -> float:
+    """A positive, finite number of seconds (``30``, ``"2.5"``); ValueError saying so."""
     expected = "expected a positive number of seconds, e.g. 30 or 2.5"
     if isinstance(value, bool):
         raise ValueError(expected)
@@ -298,7 +307,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "graceful_timeout",
         "--graceful-timeout",
-        _parse_positive_float,
+        parse_positive_float,
         "seconds a stopping worker may spend finishing in-flight requests (default 30)",
         "SECONDS",
     ),
@@ -313,7 +322,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "timeout",
         "--timeout",
-        _parse_positive_float,
+        parse_positive_float,
         "seconds a worker may go without a heartbeat from its IOLoop (a blocked loop) "
         "or take to boot before the master kills and replaces it (default 30)",
         "SECONDS",
@@ -350,7 +359,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "keepalive_timeout",
         "--keepalive-timeout",
-        _parse_positive_float,
+        parse_positive_float,
         "seconds an idle connection, or one still sending its headers, is kept (default 75;"
         " keep it above nginx's upstream keepalive_timeout)",
         "SECONDS",
@@ -358,7 +367,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "body_timeout",
         "--body-timeout",
-        _parse_positive_float,
+        parse_positive_float,
         "seconds a client may take to send a request body (default 60)",
         "SECONDS",
     ),

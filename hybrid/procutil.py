@@ -11,9 +11,11 @@ __all__ = [
     "become_subreaper",
     "children_of",
     "describe_exit",
+    "is_running",
     "kill_quietly",
     "raise_open_files_limit",
     "rss_mb",
+    "started_after",
 ]
 
 #: The soft limit on open files a master asks for (each client connection is one file).
@@ -52,6 +54,14 @@ def become_subreaper() -> bool:
         return False
 
 
+def _stat_fields(pid: int | str) -> list[str]:
+    """``/proc/PID/stat`` from its third field on (state, ppid, ...): the command name
+    before it is in parentheses and may hold spaces. Raises OSError."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    return stat[stat.rindex(")") + 2 :].split()
+
+
 def children_of(pid: int) -> list[int]:
     """Live (non-zombie) processes whose parent is ``pid``, read from /proc."""
     children = []
@@ -63,14 +73,39 @@ def children_of(pid: int) -> list[int]:
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
+            fields = _stat_fields(entry)
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
         if fields[0] != "Z" and int(fields[1]) == pid:
             children.append(int(entry))
     return children
+
+
+def is_running(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (exited, not yet reaped by its parent) does not."""
+    try:
+        return _stat_fields(pid)[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: the signal test, which counts a zombie as alive
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def started_after(pid: int, path: str) -> bool:
+    """Whether process ``pid`` started after ``path`` was last written: then it did not
+    write it (a pidfile whose pid was reused). False where it cannot be told."""
+    try:
+        start_ticks = int(_stat_fields(pid)[19])  # field 22, starttime
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        started = boot + start_ticks / os.sysconf("SC_CLK_TCK")
+        return started > os.stat(path).st_mtime + 1.0  # btime has whole seconds
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
 
 
 def rss_mb(pid: int) -> float | None:

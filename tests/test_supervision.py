@@ -308,15 +308,24 @@ def test_reload_and_stop_wait_until_done(
     assert wait_session_empty(server.pid) == []
 
 
-def test_reload_picks_up_new_code(hybrid_serve: Serve, free_ports: Ports, tmp_path: Path) -> None:
-    """SIGHUP is how a deploy reaches the workers: they load the project afresh."""
-    project = tmp_path / "liveproj"
+TESTPROJECT_ROUTES = "from testproject.routes import routes  # noqa\n"
+
+
+def make_project(tmp_path: Path, name: str, routes: str) -> Path:
+    """Package ``name`` under ``tmp_path``: testproject's settings with ``routes`` as its
+    HYBRID_ROUTES module. Returns that module's file, for a test to rewrite."""
+    project = tmp_path / name
     project.mkdir()
     (project / "__init__.py").write_text("")
     (project / "settings.py").write_text(
-        "from testproject.settings import *  # noqa\nHYBRID_ROUTES = 'liveproj.routes.routes'\n"
+        f"from testproject.settings import *  # noqa\nHYBRID_ROUTES = '{name}.routes.routes'\n"
     )
-    routes = project / "routes.py"
+    (project / "routes.py").write_text(routes)
+    return project / "routes.py"
+
+
+def test_reload_picks_up_new_code(hybrid_serve: Serve, free_ports: Ports, tmp_path: Path) -> None:
+    """SIGHUP is how a deploy reaches the workers: they load the project afresh."""
     template = (
         "from tornado.web import RequestHandler\n"
         "class V(RequestHandler):\n"
@@ -324,7 +333,7 @@ def test_reload_picks_up_new_code(hybrid_serve: Serve, free_ports: Ports, tmp_pa
         "        self.write({{'pid': 0, 'version': {v}}})\n"
         "routes = [(r'/hybrid/pid', V)]\n"
     )
-    routes.write_text(template.format(v=1))
+    routes = make_project(tmp_path, "liveproj", template.format(v=1))
     server = hybrid_serve(
         "--pythonpath", str(tmp_path), ports=free_ports(1), settings="liveproj.settings"
     )
@@ -337,18 +346,12 @@ def test_reload_picks_up_new_code(hybrid_serve: Serve, free_ports: Ports, tmp_pa
 def test_reload_with_broken_code_keeps_the_old_workers(
     hybrid_serve: Serve, free_ports: Ports, tmp_path: Path
 ) -> None:
-    project = tmp_path / "brokenlater"
-    project.mkdir()
-    (project / "__init__.py").write_text("")
-    (project / "settings.py").write_text(
-        "from testproject.settings import *  # noqa\nHYBRID_ROUTES = 'brokenlater.routes.routes'\n"
-    )
-    (project / "routes.py").write_text("from testproject.routes import routes  # noqa\n")
+    routes = make_project(tmp_path, "brokenlater", TESTPROJECT_ROUTES)
     server = hybrid_serve(
         "--pythonpath", str(tmp_path), ports=free_ports(2), settings="brokenlater.settings"
     )
     before = {p: pid_of(p) for p in server.ports}
-    (project / "routes.py").write_text("import no_such_module_anywhere\n")
+    routes.write_text("import no_such_module_anywhere\n")
     os.kill(server.pid, signal.SIGHUP)
     wait_until(lambda: "reload abandoned" in server.stderr, 20, "reload abandoned")
     assert {p: pid_of(p) for p in server.ports} == before
@@ -362,20 +365,14 @@ def test_reload_wait_reports_an_abandoned_reload_at_once(
     import subprocess
     import sys
 
-    project = tmp_path / "brokenwait"
-    project.mkdir()
-    (project / "__init__.py").write_text("")
-    (project / "settings.py").write_text(
-        "from testproject.settings import *  # noqa\nHYBRID_ROUTES = 'brokenwait.routes.routes'\n"
-    )
-    (project / "routes.py").write_text("from testproject.routes import routes  # noqa\n")
+    routes = make_project(tmp_path, "brokenwait", TESTPROJECT_ROUTES)
     pidfile = tmp_path / "hybrid.pid"
     server = hybrid_serve(
         "--pythonpath", str(tmp_path), "--pidfile", str(pidfile),
         ports=free_ports(2), settings="brokenwait.settings",
     )
     time.sleep(1.2)  # the status file is rewritten every second
-    (project / "routes.py").write_text("import no_such_module_anywhere\n")
+    routes.write_text("import no_such_module_anywhere\n")
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "hybrid", "reload", "--pidfile", str(pidfile), "--wait", "60"],

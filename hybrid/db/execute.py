@@ -245,10 +245,9 @@ class atomic:  # noqa: N801  # named like django.db.transaction.atomic
     def __init__(self, using: str | None = None, savepoint: bool = True) -> None:
         self.using = using
         self.savepoint = savepoint
-        self._stack: list[tuple[str | None, contextvars.Token[Any] | None]] = []
-        #: Per ``async with`` level: the sync block entered on a thread (and the lane
-        #: context opened for it), or None for a native level.
-        self._threaded: list[tuple[Any, Any] | None] = []
+        #: Per ``async with`` level: a native one's savepoint name and context token (None
+        #: when nested), or the sync block of the thread path.
+        self._stack: list[tuple[str | None, contextvars.Token[Any] | None] | _ThreadBlock] = []
 
     async def __aenter__(self) -> atomic:
         from django.db import DEFAULT_DB_ALIAS
@@ -264,7 +263,9 @@ class atomic:  # noqa: N801  # named like django.db.transaction.atomic
                     f"hybrid.db.atomic(using={alias!r}) cannot run natively here: {reason}; "
                     "use transaction.atomic() inside a hybrid.run_sync() function instead"
                 )
-            await self._enter_on_thread(alias)
+            block = _ThreadBlock(alias, self.savepoint)
+            await block.enter()
+            self._stack.append(block)
             return self
         tx = current_transaction(alias)
         if tx is not None:
@@ -273,7 +274,6 @@ class atomic:  # noqa: N801  # named like django.db.transaction.atomic
                 name = f"hybrid_s{next(tx.ids)}"
                 await tx.execute(f"SAVEPOINT `{name}`")
             self._stack.append((name, None))
-            self._threaded.append(None)
             return self
         pool = await _pool(alias)
         try:
@@ -289,7 +289,6 @@ class atomic:  # noqa: N801  # named like django.db.transaction.atomic
         txs = dict(_transactions.get() or {})
         txs[alias] = _Transaction(alias, pool, conn)
         self._stack.append((None, _transactions.set(txs)))
-        self._threaded.append(None)
         return self
 
     async def __aexit__(
@@ -300,12 +299,12 @@ class atomic:  # noqa: N801  # named like django.db.transaction.atomic
     ) -> None:
         from django.db import DEFAULT_DB_ALIAS
 
-        threaded = self._threaded.pop()
-        if threaded is not None:
-            await self._exit_on_thread(threaded, exc_type, exc, tb)
+        level = self._stack.pop()
+        if isinstance(level, _ThreadBlock):
+            await level.exit(exc_type, exc, tb)
             return
         alias = self.using or DEFAULT_DB_ALIAS
-        name, token = self._stack.pop()
+        name, token = level
         tx = current_transaction(alias)
         assert tx is not None
         if token is None:  # nested
@@ -329,37 +328,43 @@ class atomic:  # noqa: N801  # named like django.db.transaction.atomic
         finally:
             tx.pool.release(tx.conn)
 
-    async def _enter_on_thread(self, alias: str) -> None:
+
+
+class _ThreadBlock:
+    """:class:`atomic` where ``alias`` cannot run natively: Django's
+    ``transaction.atomic()`` entered on the context's database thread, whose connection
+    the block's async ORM calls (their thread path) and ``run_sync`` code then share.
+    Outside a request, a lane is leased for the block."""
+
+    def __init__(self, alias: str, savepoint: bool) -> None:
         from django.db import transaction
 
+        self.block = transaction.atomic(using=alias, savepoint=savepoint)
+        self.lane_block: Any = None
+
+    async def enter(self) -> None:
         from hybrid.bridge.lanes import current_lane, lane_context, run_sync
 
-        # Outside a request, a lane for the block: every thread-sensitive call in it (the
-        # async ORM's thread path, run_sync) then uses the one connection.
-        lane_block = lane_context() if current_lane() is None else None
-        if lane_block is not None:
-            await lane_block.__aenter__()
-        block = transaction.atomic(using=alias, savepoint=self.savepoint)
+        if current_lane() is None:
+            self.lane_block = lane_context()
+            await self.lane_block.__aenter__()
         try:
-            await run_sync(block.__enter__)
+            await run_sync(self.block.__enter__)
         except BaseException as error:
-            if lane_block is not None:
-                await lane_block.__aexit__(type(error), error, error.__traceback__)
+            if self.lane_block is not None:
+                await self.lane_block.__aexit__(type(error), error, error.__traceback__)
             raise
-        self._threaded.append((block, lane_block))
 
-    async def _exit_on_thread(
+    async def exit(
         self,
-        threaded: tuple[Any, Any],
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         from hybrid.bridge.lanes import run_sync
 
-        block, lane_block = threaded
         try:
-            await run_sync(block.__exit__, exc_type, exc, tb)
+            await run_sync(self.block.__exit__, exc_type, exc, tb)
         finally:
-            if lane_block is not None:
-                await lane_block.__aexit__(exc_type, exc, tb)
+            if self.lane_block is not None:
+                await self.lane_block.__aexit__(exc_type, exc, tb)

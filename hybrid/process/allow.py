@@ -82,16 +82,12 @@ class CommandSpec:
         if len(user_args) < required or (self._varargs is None and len(user_args) > required):
             raise self._refuse(f"takes {self._arity()}, got {len(user_args)}")
         if len(user_args) > self.max_args:
-            raise self._refuse(
-                f"takes at most {self.max_args} arguments, got {len(user_args)}"
-            )
+            raise self._refuse(f"takes at most {self.max_args} arguments, got {len(user_args)}")
         for index, value in enumerate(user_args):
             pattern = self._patterns[index] if index < required else self._varargs
             assert pattern is not None
             if not isinstance(value, str):
-                raise self._refuse(
-                    f"argument {index + 1} is not a string", argument=str(value)
-                )
+                raise self._refuse(f"argument {index + 1} is not a string", argument=str(value))
             if value.startswith("-") and not self.allow_dash:
                 raise self._refuse(
                     f"argument {index + 1} {value!r} starts with '-' and could be read as an "
