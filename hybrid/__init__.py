@@ -23,6 +23,7 @@ from hybrid.errors import (
     ConfigError,
     HybridError,
     ServerError,
+    UnsupportedVersionError,
     WorkerBootError,
 )
 from hybrid.process import (
@@ -68,6 +69,7 @@ __all__ = [
     "OutputEvent",
     "ServerError",
     "Subprocess",
+    "UnsupportedVersionError",
     "WorkerBootError",
     "__version__",
     "build_config",

@@ -654,6 +654,11 @@ class Config:
                 f"settings module {module!r} is not usable: {describe_exception(exc)}",
                 target=module,
             ) from None
+        # The installed Django, Tornado and aiomysql still have every internal hybrid
+        # patches or reads: fail here, in one line, rather than mid-request.
+        from hybrid._compat import check as check_internals
+
+        check_internals()
 
 
 def build_config(

@@ -5,6 +5,8 @@
     HybridError                  base of everything hybrid raises on purpose
     ├── ConfigError              bad option value (ports, host, timeouts...); `option`, `value`
     ├── AppLoadError             the Django project or HYBRID_ROUTES cannot be loaded; `target`
+    ├── UnsupportedVersionError  an installed Django/Tornado/aiomysql/Python lacks an internal
+    │                            hybrid needs; `library`, `version`, `missing`, `requirement`
     ├── ServerError              the process model could not do its job
     │   ├── BindError            a port could not be bound; `host`, `port`, `errno`
     │   ├── WorkerBootError      a worker failed while booting; `port`, `reason`
@@ -34,6 +36,7 @@ __all__ = [
     "ConfigError",
     "HybridError",
     "ServerError",
+    "UnsupportedVersionError",
     "WorkerBootError",
 ]
 
@@ -64,6 +67,50 @@ class AppLoadError(HybridError):
     def __init__(self, message: str, *, target: str) -> None:
         super().__init__(message)
         self.target = target
+
+
+class UnsupportedVersionError(HybridError):
+    """An installed library lacks a private name hybrid relies on (see :mod:`hybrid._compat`).
+
+    ``library`` and ``version`` name what is installed, ``missing`` lists what is gone
+    (each with the reason hybrid needs it), ``requirement`` the range to install instead.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        library: str,
+        version: str,
+        missing: list[str],
+        requirement: str,
+    ) -> None:
+        super().__init__(message)
+        self.library = library
+        self.version = version
+        self.missing = missing
+        self.requirement = requirement
+
+    @classmethod
+    def for_library(
+        cls,
+        *,
+        library: str,
+        version: str,
+        missing: list[str],
+        verified: tuple[str, ...],
+        requirement: str,
+    ) -> UnsupportedVersionError:
+        from hybrid import __version__
+
+        message = (
+            f"hybrid {__version__} does not support {library} {version}: "
+            f"missing {'; '.join(missing)}. Verified on {library} {', '.join(verified)}: "
+            f"pip install '{requirement}'"
+        )
+        return cls(
+            message, library=library, version=version, missing=missing, requirement=requirement
+        )
 
 
 class ServerError(HybridError):
