@@ -262,59 +262,63 @@ def running_commands() -> list[tuple[int, tuple[str, ...]]]:
     return sorted((e.pid, e.prep.argv) for e in _running)
 
 
-class _PidfdWatcher(asyncio.AbstractChildWatcher):
-    """Python 3.12's ``PidfdChildWatcher``, for 3.11: each child's pidfd is watched by the
-    loop running when it was spawned; no thread, no signal handler.
+# Defined on 3.11 only: subclassing AbstractChildWatcher warns from 3.12 on (removed in 3.14),
+# where asyncio reaps through pidfds by itself.
+if sys.version_info < (3, 12):
 
-    Ours rather than 3.11's own class because that one serves a single loop, attached by
-    the event loop policy only on ``set_event_loop`` in the main thread: a loop it was not
-    attached to (a test's, an embedding application's) could spawn but never reap.
-    """
+    class _PidfdWatcher(asyncio.AbstractChildWatcher):
+        """Python 3.12's ``PidfdChildWatcher``, for 3.11: each child's pidfd is watched by the
+        loop running when it was spawned; no thread, no signal handler.
 
-    def __enter__(self) -> _PidfdWatcher:
-        return self
+        Ours rather than 3.11's own class because that one serves a single loop, attached by
+        the event loop policy only on ``set_event_loop`` in the main thread: a loop it was not
+        attached to (a test's, an embedding application's) could spawn but never reap.
+        """
 
-    def __exit__(self, *exc_info: object) -> None:
-        return None
+        def __enter__(self) -> _PidfdWatcher:
+            return self
 
-    def is_active(self) -> bool:
-        return True
+        def __exit__(self, *exc_info: object) -> None:
+            return None
 
-    def close(self) -> None:
-        return None
+        def is_active(self) -> bool:
+            return True
 
-    def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        return None
+        def close(self) -> None:
+            return None
 
-    def add_child_handler(  # type: ignore[override]  # typeshed's is generic over args
-        self, pid: int, callback: Callable[..., object], *args: Any
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        pidfd = os.pidfd_open(pid)
-        loop.add_reader(pidfd, self._reap, loop, pid, pidfd, callback, args)
+        def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+            return None
 
-    def remove_child_handler(self, pid: int) -> bool:
-        return True  # as 3.12's: the pidfd goes when the child has been reaped
+        def add_child_handler(  # type: ignore[override]  # typeshed's is generic over args
+            self, pid: int, callback: Callable[..., object], *args: Any
+        ) -> None:
+            loop = asyncio.get_running_loop()
+            pidfd = os.pidfd_open(pid)
+            loop.add_reader(pidfd, self._reap, loop, pid, pidfd, callback, args)
 
-    @staticmethod
-    def _reap(
-        loop: asyncio.AbstractEventLoop,
-        pid: int,
-        pidfd: int,
-        callback: Callable[..., object],
-        args: tuple[Any, ...],
-    ) -> None:
-        loop.remove_reader(pidfd)
-        try:
-            _, status = os.waitpid(pid, 0)
-        except ChildProcessError:  # reaped elsewhere
-            returncode = 255
-            gen_log.warning("pid %d was reaped by someone else: exit status 255", pid)
-        else:
-            returncode = os.waitstatus_to_exitcode(status)
-        finally:
-            os.close(pidfd)
-        callback(pid, returncode, *args)
+        def remove_child_handler(self, pid: int) -> bool:
+            return True  # as 3.12's: the pidfd goes when the child has been reaped
+
+        @staticmethod
+        def _reap(
+            loop: asyncio.AbstractEventLoop,
+            pid: int,
+            pidfd: int,
+            callback: Callable[..., object],
+            args: tuple[Any, ...],
+        ) -> None:
+            loop.remove_reader(pidfd)
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:  # reaped elsewhere
+                returncode = 255
+                gen_log.warning("pid %d was reaped by someone else: exit status 255", pid)
+            else:
+                returncode = os.waitstatus_to_exitcode(status)
+            finally:
+                os.close(pidfd)
+            callback(pid, returncode, *args)
 
 
 #: Whether this process reaps through pidfds; None until the first spawn decides.
