@@ -21,6 +21,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hybrid.errors import AppLoadError, ConfigError, describe_exception
@@ -634,8 +635,7 @@ class Config:
             if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
                 raise AppLoadError(
                     f"settings module {module!r} not found (No module named {exc.name!r}): "
-                    "check --settings/DJANGO_SETTINGS_MODULE, and --pythonpath or the "
-                    "current directory",
+                    + _settings_hint(module, os.getcwd()),
                     target=module,
                 ) from None
             raise AppLoadError(
@@ -659,6 +659,23 @@ class Config:
         from hybrid._compat import check as check_internals
 
         check_internals()
+
+
+def _settings_hint(module: str, cwd: str) -> str:
+    """How to fix a settings module that is not importable from ``cwd``.
+
+    ``django-admin startproject mysite`` leaves the user one folder above ``manage.py``;
+    from there ``mysite.settings`` is ``mysite/mysite/settings.py``. Say so by name.
+    """
+    parts = module.split(".")
+    for project in sorted(Path(cwd).iterdir()) if os.path.isdir(cwd) else ():
+        candidate = project.joinpath(*parts[:-1], parts[-1] + ".py")
+        if (project / "manage.py").is_file() and candidate.is_file():
+            return (
+                f"run it from {project}, where manage.py is (cd {project.name}), "
+                f"or pass --pythonpath {project.name}"
+            )
+    return "check --settings/DJANGO_SETTINGS_MODULE, and --pythonpath or the current directory"
 
 
 def build_config(

@@ -283,3 +283,11 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
     """The session's MariaDB (:func:`mariadb_server`), shared by every test that needs one."""
     with mariadb_server(tmp_path_factory.mktemp("mariadb")) as server:
         yield server
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that drive headless Chromium carry the ``browser`` marker, so that a stack can
+    leave them out with ``-m "not browser"`` (.ci/run does on its second stack)."""
+    for item in items:
+        if "chromium" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from conftest import REPO_DIR, TESTS_DIR, HybridProcess, hybrid_env, session_pids
@@ -99,6 +100,34 @@ def test_unknown_settings_module(free_ports: Callable[[int], list[int]]) -> None
         "hybrid serve: error: settings module 'nosuchproject.settings' not found"
     )
     assert "--pythonpath" in line
+
+
+def test_serve_from_the_folder_above_manage_py_names_the_folder(
+    tmp_path: Path, free_ports: Callable[[int], list[int]]
+) -> None:
+    """Where ``django-admin startproject mysite`` leaves you: one folder above manage.py."""
+    (tmp_path / "mysite" / "mysite").mkdir(parents=True)
+    (tmp_path / "mysite" / "manage.py").write_text("")
+    (tmp_path / "mysite" / "mysite" / "__init__.py").write_text("")
+    (tmp_path / "mysite" / "mysite" / "settings.py").write_text("SECRET_KEY = 'x'\n")
+    env = hybrid_env()
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "hybrid", "serve", "--ports", str(free_ports(1)[0])]
+        + ["--settings", "mysite.settings"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1
+    assert one_line(result) == (
+        "hybrid serve: error: settings module 'mysite.settings' not found (No module named "
+        f"'mysite.settings'): run it from {tmp_path / 'mysite'}, where manage.py is "
+        "(cd mysite), or pass --pythonpath mysite"
+    )
 
 
 def test_missing_settings_says_how_to_give_them() -> None:
