@@ -17,9 +17,10 @@ from typing import Any
 
 import tornado.web
 from tornado import httputil
-from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
+from tornado.http1connection import HTTP1ServerConnection
 from tornado.websocket import WebSocketHandler
 
+from hybrid._compat import tornado as tornado_compat
 from hybrid.bridge.fallback import DjangoFallbackHandler, make_asgi_handler
 from hybrid.bridge.lanes import set_default_size
 from hybrid.config import Config
@@ -128,7 +129,7 @@ class HybridApplication(tornado.web.Application):
             # 1001 "going away": the client reconnects, and reaches a serving worker.
             websocket.close(1001, "worker stopping")  # a reload or a stop
         for request_conn in self._busy:
-            _close_after_response(request_conn)
+            tornado_compat.close_after_response(request_conn)
 
     def drained(self, grace: float = 1.0, quiet: float = 2.0) -> bool:
         """Close keep-alive connections idle for ``quiet`` seconds of the drain; True when
@@ -186,13 +187,6 @@ def _head_size(
     """Bytes of the request head as sent (request line and header lines, CRLFs included)."""
     line = sum(len(str(part)) + 1 for part in start_line) + 1
     return line + sum(len(name) + len(value) + 4 for name, value in headers.get_all()) + 2
-
-
-def _close_after_response(request_conn: httputil.HTTPConnection) -> None:
-    # Tornado adds "Connection: close" and closes after the response when this is set;
-    # there is no public switch for it.
-    if isinstance(request_conn, HTTP1Connection):
-        request_conn._disconnect_on_finish = True
 
 
 #: The headers tornado's ``_apply_xheaders`` reads (it validates the IP with getaddrinfo,
@@ -253,11 +247,11 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
             self._app._busy[self._conn] = self._server_conn
             self._app._used[self._server_conn] = float("inf")  # busy, not idle
         if self._app.draining:
-            _close_after_response(self._conn)
+            tornado_compat.close_after_response(self._conn)
         if self._app.settings.get("hybrid_xheaders") and _has_proxy_headers(headers):
             context = getattr(self._conn, "context", None)
             if _is_loopback(context):
-                context._apply_xheaders(headers)  # type: ignore[union-attr]
+                tornado_compat.apply_xheaders(context, headers)
                 self._xheaders_applied = True
         finish = self._conn.finish
 
@@ -268,10 +262,9 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
                 self._done(completed=True)
                 self._unwrap("finish")
 
-        self._conn.finish = finish_and_count  # type: ignore[method-assign]
+        tornado_compat.wrap_connection(self._conn, "finish", finish_and_count)
         result = self._inner.headers_received(start_line, headers)
-        # tornado's _RoutingDelegate -> _HandlerDelegate, which knows the handler class
-        handler_class = getattr(getattr(self._inner, "delegate", None), "handler_class", None)
+        handler_class = tornado_compat.routed_handler_class(self._inner)
         detach = getattr(self._conn, "detach", None)
         if (
             detach is not None
@@ -283,14 +276,14 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
                 # A WebSocket takes the stream over: the HTTP request is over (it must not
                 # count as in flight for ever) and the socket is closed when we drain.
                 stream = detach()
-                handler = getattr(getattr(self._inner, "delegate", None), "handler", None)
+                handler = tornado_compat.routed_handler(self._inner)
                 if isinstance(handler, WebSocketHandler):
                     self._app.websockets.add(handler)
                 self._done(completed=True)
                 self._unwrap("finish", "detach")
                 return stream
 
-            self._conn.detach = detach_and_count  # type: ignore[attr-defined]
+            tornado_compat.wrap_connection(self._conn, "detach", detach_and_count)
         return result
 
     def data_received(self, chunk: bytes) -> Any:
@@ -314,7 +307,7 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
         reset."""
         self._refused = True
         body = b"Request header fields too large\n"
-        _close_after_response(self._conn)
+        tornado_compat.close_after_response(self._conn)
         self._conn.write_headers(
             httputil.ResponseStartLine("HTTP/1.1", 431, "Request Header Fields Too Large"),
             httputil.HTTPHeaders(
@@ -348,15 +341,14 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
         # of milliseconds each, the p99 of every endpoint); removed, plain reference
         # counting frees them as soon as the request is over. (A WebSocket handshake
         # finishes before it detaches: "detach" stays until then.)
-        for name in names:
-            vars(self._conn).pop(name, None)
+        tornado_compat.unwrap_connection(self._conn, *names)
 
     def _unapply_xheaders(self) -> None:
         # The request object has copied remote_ip and protocol by now; the next request
         # on this connection must start from the real peer again (as tornado does).
         if self._xheaders_applied:
             self._xheaders_applied = False
-            self._conn.context._unapply_xheaders()  # type: ignore[attr-defined]
+            tornado_compat.unapply_xheaders(getattr(self._conn, "context", None))
 
     def _done(self, *, completed: bool) -> None:
         if self._active:

@@ -23,6 +23,7 @@ from tornado.httputil import HTTPServerRequest
 from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
 
+from hybrid._compat import tornado as tornado_compat
 from hybrid.bridge.hygiene import untangle_request
 from hybrid.bridge.lanes import lane_context
 from hybrid.bridge.middleware import loop_safe_middleware
@@ -187,6 +188,9 @@ def make_asgi_handler(db_threads: int | None = None) -> ASGIApp:
     return HybridASGIHandler()
 
 
+# Tornado drops Content-Type/-Language/-Encoding from 204 and 304 responses; Django
+# decides what its responses carry (tests/test_parity.py).
+@tornado_compat.keep_representation_headers
 class DjangoFallbackHandler(RequestHandler):
     """Hands the request to Django's ASGI application and relays its response.
 
@@ -208,14 +212,9 @@ class DjangoFallbackHandler(RequestHandler):
     def on_connection_close(self) -> None:
         self._disconnected.set()
 
-    def _clear_representation_headers(self) -> None:
-        # Tornado drops Content-Type/-Language/-Encoding from 204 and 304 responses; Django
-        # decides what its responses carry (tests/test_parity.py).
-        return None
-
     async def get(self, *args: str, **kwargs: str) -> None:
         await self._asgi_app(build_scope(self.request, self._server), self._receive, self._send)
-        if not self._finished and not self._disconnected.is_set():
+        if not tornado_compat.is_finished(self) and not self._disconnected.is_set():
             raise RuntimeError("the Django application returned without sending a response")
 
     head = post = delete = patch = put = options = get

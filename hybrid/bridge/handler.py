@@ -47,11 +47,11 @@ from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tornado import httputil
 from tornado.concurrent import Future
 from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, RequestHandler
 
+from hybrid._compat import tornado as tornado_compat
 from hybrid.bridge.decorators import view_decorators
 from hybrid.bridge.fallback import build_scope, make_async_streaming
 from hybrid.bridge.hygiene import RequestHygiene, close_response, request_hygiene, untangle_request
@@ -84,6 +84,7 @@ class _Stream:
                     sent.set_result(None)
 
 
+@tornado_compat.keep_representation_headers  # the Django response decides (after middleware)
 class DjangoHandler(RequestHandler):
     """A Tornado handler whose methods run inside ``settings.MIDDLEWARE`` like a Django view.
 
@@ -122,11 +123,6 @@ class DjangoHandler(RequestHandler):
     def compute_etag(self) -> None:
         return None
 
-    def _clear_representation_headers(self) -> None:
-        # Tornado drops Content-Type/-Language/-Encoding from 204 and 304 responses; the
-        # Django response (after middleware) decides what it carries.
-        return None
-
     def json_body(self) -> Any:
         """The request body parsed as JSON; Django's 400 (``BadRequest``) when it is not.
 
@@ -151,11 +147,11 @@ class DjangoHandler(RequestHandler):
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Future[None]:
         if not self._capturing:
             return super().finish(chunk)
-        if self._finished:
+        if tornado_compat.is_finished(self):
             raise RuntimeError("finish() called twice")
         if chunk is not None:
             self.write(chunk)
-        self._finished = True
+        tornado_compat.set_finished(self, True)
         if self._stream is not None:
             return self.flush()
         return _done()
@@ -163,13 +159,12 @@ class DjangoHandler(RequestHandler):
     def flush(self, include_footers: bool = False) -> Future[None]:
         if not self._capturing:
             return super().flush(include_footers)
-        chunk = b"".join(self._write_buffer)
-        self._write_buffer = []
+        chunk = tornado_compat.take_output(self)
         if self._stream is None:
             self._stream = _Stream()
-            self._headers_at_commit = self._headers.copy()
-            self._cookies_at_commit = getattr(self, "_new_cookie", None)
-            self._status_at_commit = (self._status_code, self._reason)
+            self._headers_at_commit = tornado_compat.response_headers(self).copy()
+            self._cookies_at_commit = tornado_compat.new_cookies(self)
+            self._status_at_commit = (self.get_status(), tornado_compat.reason(self))
             assert self._committed is not None
             _resolve(self._committed)
         sent: Future[None] = Future()
@@ -180,16 +175,16 @@ class DjangoHandler(RequestHandler):
         return sent
 
     def _wire_flush(self, chunk: bytes) -> Future[None]:
-        pending, self._write_buffer = self._write_buffer, [chunk] if chunk else []
+        pending = tornado_compat.replace_output(self, [chunk] if chunk else [])
         try:
             return super().flush()
         finally:
-            self._write_buffer = pending
+            tornado_compat.replace_output(self, pending)
 
     def _wire_finish(self, chunk: bytes = b"") -> None:
-        self._write_buffer = [chunk] if chunk else []
+        tornado_compat.replace_output(self, [chunk] if chunk else [])
         self._capturing = False
-        self._finished = False
+        tornado_compat.set_finished(self, False)
         super().finish()
 
     # -- the request, through Django ----------------------------------------------------
@@ -322,7 +317,7 @@ class DjangoHandler(RequestHandler):
             self.send_error(exc.status_code, exc_info=(type(exc), exc, exc.__traceback__))
         finally:
             if self._stream is not None:
-                if not self._finished:
+                if not tornado_compat.is_finished(self):
                     self.flush()
                 self._stream.queue.put_nowait(None)
 
@@ -330,10 +325,13 @@ class DjangoHandler(RequestHandler):
         from django.http import HttpResponse
 
         response = HttpResponse(
-            b"".join(self._write_buffer), status=self._status_code, reason=self._reason
+            tornado_compat.take_output(self),
+            status=self.get_status(),
+            reason=tornado_compat.reason(self),
         )
-        self._write_buffer = []
-        self._copy_headers(response, self._headers, getattr(self, "_new_cookie", None))
+        self._copy_headers(
+            response, tornado_compat.response_headers(self), tornado_compat.new_cookies(self)
+        )
         return response
 
     def _streaming_response(self, task: asyncio.Future[None]) -> HttpResponseBase:
@@ -367,16 +365,15 @@ class DjangoHandler(RequestHandler):
 
     async def _relay(self, response: HttpResponseBase) -> None:
         """Write the final (post-middleware) Django response with Tornado."""
-        self._headers = httputil.HTTPHeaders()
-        if hasattr(self, "_new_cookie"):
-            del self._new_cookie  # already part of the Django response
+        tornado_compat.reset_headers(self)
+        tornado_compat.forget_new_cookies(self)  # already part of the Django response
         self.set_status(response.status_code, reason=response.reason_phrase)
         for name, value in response.items():
             self.set_header(name, value)
         for cookie in response.cookies.values():
             self.add_header("Set-Cookie", cookie.output(header="").strip())
         if not response.streaming:
-            send = not self._should_not_send_content(response.status_code)
+            send = not tornado_compat.should_not_send_content(response.status_code)
             self._wire_finish(response.content if send else b"")
             return
         make_async_streaming(response)

@@ -44,6 +44,8 @@ from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 
+from hybrid._compat.asyncio import executor_threads
+
 __all__ = [
     "LanePool",
     "LazyLane",
@@ -196,7 +198,7 @@ class LazyLane(concurrent.futures.Executor):
     @property
     def _threads(self) -> Any:
         """The lane's thread (empty before the lease), like ``ThreadPoolExecutor._threads``."""
-        return self.lane._threads if self.lane is not None else ()
+        return executor_threads(self.lane) if self.lane is not None else ()
 
     def submit(
         self, fn: Callable[..., R], /, *args: Any, **kwargs: Any

@@ -8,15 +8,16 @@ packet straight from the buffer when the whole packet is there, and otherwise (a
 packet, a 16 MiB continuation packet, a reader in error or at EOF) calls aiomysql's own
 ``_read_packet``, so errors and waits are exactly aiomysql's.
 
-The buffer is asyncio's ``StreamReader._buffer`` (a ``bytearray``, consumed with
-``_maybe_resume_transport()`` after, as ``readexactly`` does); if a Python version changes
-those, :func:`connection_class` returns aiomysql's class unchanged.
+The buffer is asyncio's ``StreamReader._buffer``, reached through
+:mod:`hybrid._compat.asyncio`; if a Python version changes it, :func:`connection_class`
+returns aiomysql's class unchanged.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
+
+from hybrid._compat import asyncio as asyncio_compat
 
 __all__ = ["connection_class", "connect"]
 
@@ -33,20 +34,15 @@ def connection_class() -> type[Any]:
     from pymysql.connections import MysqlPacket  # type: ignore[import-untyped]
 
     base: type[Any] = aiomysql.Connection
-    reader = asyncio.StreamReader()
-    if not (
-        isinstance(getattr(reader, "_buffer", None), bytearray)
-        and callable(getattr(reader, "_maybe_resume_transport", None))
-        and hasattr(reader, "_exception")
-    ):
+    if not asyncio_compat.reader_buffer_usable():
         _class = base
         return _class
 
     class Connection(base):  # type: ignore[misc]
         async def _read_packet(self: Any, packet_type: Any = MysqlPacket) -> Any:
             reader = self._reader
-            if reader is not None and reader._exception is None:
-                buffer = reader._buffer
+            buffer = asyncio_compat.reader_buffer(reader) if reader is not None else None
+            if buffer is not None:
                 if len(buffer) >= 4:
                     length = buffer[0] | buffer[1] << 8 | buffer[2] << 16
                     if (
@@ -56,7 +52,7 @@ def connection_class() -> type[Any]:
                     ):
                         data = bytes(buffer[4 : 4 + length])
                         del buffer[: 4 + length]
-                        reader._maybe_resume_transport()
+                        asyncio_compat.reader_buffer_consumed(reader)
                         self._next_seq_id = (self._next_seq_id + 1) % 256
                         packet = packet_type(data, self._encoding)
                         if packet.is_error_packet():

@@ -26,6 +26,7 @@ from typing import Any
 import tornado.web
 from tornado.iostream import StreamClosedError
 
+from hybrid._compat import tornado as tornado_compat
 from hybrid.process.allow import AllowList
 from hybrid.process.commands import CommandStream, OutputEvent
 from hybrid.process.errors import CommandBusy, CommandNotAllowed, CommandNotFound
@@ -141,7 +142,7 @@ class CommandStreamHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         if status_code == 503:
             self.set_header("Retry-After", "1")
-        self.finish(f"{status_code} {self._reason}: {self._public_reason}\n")
+        self.finish(f"{status_code} {tornado_compat.reason(self)}: {self._public_reason}\n")
 
     def format_event(self, event: OutputEvent[Any], sse: bool) -> str:
         """One event as it goes on the wire; override to change the format."""

@@ -9,7 +9,7 @@ Every command goes through :class:`Execution`:
    group), with pipes the runner owns (see :mod:`hybrid.process.pipes`);
 4. on exit, timeout or cancel the whole process group is signalled (TERM, a grace, KILL),
    the leader is reaped by asyncio's child watcher (no SIGCHLD handler is installed: a
-   pidfd watched by the loop, see :func:`use_pidfd_watcher`), leftover
+   pidfd watched by the loop, see :func:`hybrid._compat.asyncio.use_pidfd_watcher`), leftover
    group members are killed, and the pipes are closed even if an escaped grandchild
    still holds them.
 """
@@ -20,13 +20,12 @@ import asyncio
 import os
 import shutil
 import signal
-import sys
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, AnyStr, Generic
 
+from hybrid._compat.asyncio import use_pidfd_watcher
 from hybrid.log import gen_log
 from hybrid.process.errors import (
     CommandError,
@@ -260,100 +259,6 @@ def command_timeouts() -> int:
 def running_commands() -> list[tuple[int, tuple[str, ...]]]:
     """``(pid, argv)`` of every command this process is running now (for status pages)."""
     return sorted((e.pid, e.prep.argv) for e in _running)
-
-
-# Defined on 3.11 only: subclassing AbstractChildWatcher warns from 3.12 on (removed in 3.14),
-# where asyncio reaps through pidfds by itself.
-if sys.version_info < (3, 12):
-
-    class _PidfdWatcher(asyncio.AbstractChildWatcher):
-        """Python 3.12's ``PidfdChildWatcher``, for 3.11: each child's pidfd is watched by the
-        loop running when it was spawned; no thread, no signal handler.
-
-        Ours rather than 3.11's own class because that one serves a single loop, attached by
-        the event loop policy only on ``set_event_loop`` in the main thread: a loop it was not
-        attached to (a test's, an embedding application's) could spawn but never reap.
-        """
-
-        def __enter__(self) -> _PidfdWatcher:
-            return self
-
-        def __exit__(self, *exc_info: object) -> None:
-            return None
-
-        def is_active(self) -> bool:
-            return True
-
-        def close(self) -> None:
-            return None
-
-        def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
-            return None
-
-        def add_child_handler(  # type: ignore[override]  # typeshed's is generic over args
-            self, pid: int, callback: Callable[..., object], *args: Any
-        ) -> None:
-            loop = asyncio.get_running_loop()
-            pidfd = os.pidfd_open(pid)
-            loop.add_reader(pidfd, self._reap, loop, pid, pidfd, callback, args)
-
-        def remove_child_handler(self, pid: int) -> bool:
-            return True  # as 3.12's: the pidfd goes when the child has been reaped
-
-        @staticmethod
-        def _reap(
-            loop: asyncio.AbstractEventLoop,
-            pid: int,
-            pidfd: int,
-            callback: Callable[..., object],
-            args: tuple[Any, ...],
-        ) -> None:
-            loop.remove_reader(pidfd)
-            try:
-                _, status = os.waitpid(pid, 0)
-            except ChildProcessError:  # reaped elsewhere
-                returncode = 255
-                gen_log.warning("pid %d was reaped by someone else: exit status 255", pid)
-            else:
-                returncode = os.waitstatus_to_exitcode(status)
-            finally:
-                os.close(pidfd)
-            callback(pid, returncode, *args)
-
-
-#: Whether this process reaps through pidfds; None until the first spawn decides.
-_pidfd_watcher: bool | None = None
-
-
-def use_pidfd_watcher() -> bool:
-    """On Python 3.11, reap commands through pidfds on the loop rather than a thread each.
-
-    asyncio's default child watcher on 3.11 (``ThreadedChildWatcher``) starts a thread per
-    command that blocks in ``waitpid``: 200 commands in flight are 200 threads, each
-    started from the loop. A pidfd per child watched by the loop (Linux >= 5.3) is what
-    Python 3.12 does by itself. Only the stock watcher is replaced (a project's own choice
-    stays), and only after a probe shows pidfds work here (seccomp profiles may forbid
-    them). Decided once, at the first spawn; True when pidfds are in use.
-    """
-    global _pidfd_watcher
-    if _pidfd_watcher is None:
-        _pidfd_watcher = sys.version_info >= (3, 12) or _install_pidfd_watcher()
-    return _pidfd_watcher
-
-
-def _install_pidfd_watcher() -> bool:
-    if not hasattr(os, "pidfd_open"):
-        return False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        if type(asyncio.get_child_watcher()) is not asyncio.ThreadedChildWatcher:
-            return False
-        try:
-            os.close(os.pidfd_open(os.getpid()))
-        except OSError:
-            return False
-        asyncio.set_child_watcher(_PidfdWatcher())
-    return True
 
 
 def _group_alive(pgid: int) -> bool:
