@@ -295,7 +295,7 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
         if self._refused:
             return
         self._inner.finish()
-        self._unapply_xheaders()
+        self._restore_peer()
 
     def _refuse_head(
         self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine, limit: int
@@ -332,7 +332,7 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
         self._done(completed=False)
         self._unwrap("finish", "detach")
         self._inner.on_connection_close()
-        self._unapply_xheaders()
+        self._restore_peer()
 
     def _unwrap(self, *names: str) -> None:
         # The wrappers close a reference cycle (connection -> wrapper -> this delegate ->
@@ -343,7 +343,7 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
         # finishes before it detaches: "detach" stays until then.)
         tornado_compat.unwrap_connection(self._conn, *names)
 
-    def _unapply_xheaders(self) -> None:
+    def _restore_peer(self) -> None:
         # The request object has copied remote_ip and protocol by now; the next request
         # on this connection must start from the real peer again (as tornado does).
         if self._xheaders_applied:
