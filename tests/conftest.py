@@ -1,4 +1,4 @@
-"""Fixtures shared by the suite. Factories, not values (see DESIGN.md's style section).
+"""Fixtures shared by the suite. Factories, not values (docs/design.md, "Code style").
 
 The Django project under test is ``tests/testproject`` on SQLite; its database lives in a
 temporary directory for the session and is migrated once. Process-level tests start the

@@ -125,7 +125,7 @@ def test_oversized_headers_are_refused(server: HybridProcess) -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        b"/parity/text%FF",  # percent-encoded, not UTF-8 (was a 500)
+        b"/parity/text%FF",  # percent-encoded, not UTF-8 (a 404, not a 500)
         b"/parity/\xff\xfe",  # raw bytes in the request line
         b"/bridge/errors/%FF%FE",
         b"/bridge/whoami\xc3",  # a truncated UTF-8 sequence

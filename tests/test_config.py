@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO_DIR
 
 from hybrid.config import MAX_PORTS, OPTIONS, Config, parse_ports
 from hybrid.errors import ConfigError
@@ -177,14 +176,6 @@ def test_nginx_may_share_a_worker_port_number_on_another_address() -> None:
 
 def test_pythonpath_may_be_any_existing_directory(tmp_path: Path) -> None:
     assert Config.from_sources({"pythonpath": str(tmp_path)}, {}).pythonpath == str(tmp_path)
-
-
-def test_readme_serve_table_lists_every_option() -> None:
-    readme = (REPO_DIR / "README.md").read_text()
-    table = readme.split("## `hybrid serve`", 1)[1].split("\n\n", 2)[1]
-    for option in OPTIONS:
-        env = "DJANGO_SETTINGS_MODULE" if option.name == "settings" else option.env
-        assert f"| `{option.flag}` | `{env}`" in table, option.flag
 
 
 def test_every_option_has_a_field_a_flag_and_an_env_var() -> None:

@@ -228,8 +228,9 @@ def test_native_calls_never_enter_an_executor(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_inside_a_sync_atomic_block_the_thread_path_sees_its_rows() -> None:
-    """DESIGN.md trap 11: Django's TestCase and atomic() hold rows another connection
-    cannot see; the async call must use the sync connection then."""
+    """Django's TestCase and atomic() hold rows another connection cannot see; the async
+    call must use the sync connection then (docs/design.md, "A second connection cannot
+    see an open transaction")."""
     from nativedb.models import Note
 
     _reset()

@@ -18,7 +18,7 @@ import pytest
 from conftest import HybridProcess, MariaDB, hybrid_env
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
-#: Requests for the leak test. The issue's 10,000 take ~20 s on 2 cores; 2,000 show the
+#: Requests for the leak test. 10,000 take ~20 s on 2 cores; 2,000 show the
 #: same plateau (every lane's connection is reused from the first requests on).
 #: ``HYBRID_LEAK_REQUESTS=10000 pytest tests/test_hygiene.py`` runs the full count.
 LEAK_REQUESTS = int(os.environ.get("HYBRID_LEAK_REQUESTS", "2000"))

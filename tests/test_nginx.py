@@ -284,7 +284,7 @@ def test_nginx_accepts_rendered_config(
 
 @requires_nginx
 def test_check_config_creates_its_prefix(tmp_path: Path) -> None:
-    """README's "From Python" example, on a machine where the prefix is not there yet."""
+    """The "From Python" example of docs/deploy/nginx.md, where the prefix is not there yet."""
     prefix = tmp_path / "srv" / "mysite" / "nginx"
     text = render_config(Config(ports=(8001, 8002), nginx=8000), prefix=prefix)
     check_config(text, prefix=prefix)

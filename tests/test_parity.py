@@ -1,6 +1,6 @@
 """Parity: plain Django views answer the same through hybrid as through Django's test Client.
 
-The guard for the bridge (issue 4, point 7). Each case is sent twice: to Django's test
+The guard for the bridge. Each case is sent twice: to Django's test
 ``Client`` (Django's own request handling, no network) and over HTTP to hybrid's in-process
 application (``hybrid.make_app``: Tornado, the Django fallback, Django's ``ASGIHandler``).
 Status, headers, cookies and body must match, except for what the transport adds:

@@ -1,4 +1,4 @@
-"""hybrid.process: run_command, the seed's Subprocess, and every safety bullet of issue 6.
+"""hybrid.process: run_command, the callback Subprocess, and every safety guarantee.
 
 Every test here spawns real processes. Each checks afterwards (autouse fixture) that no
 command is left in the registry and that nobody installed a SIGCHLD handler: with many
@@ -96,18 +96,18 @@ def no_global_surprises() -> Iterator[None]:
     assert running_commands() == []
 
 
-# --- the seed's four cases, against both APIs ----------------------------------------
+# --- timeout, success, missing executable, failure: against both APIs -----------------
 
 
 @pytest.mark.gen_test(timeout=10)
-async def test_seed_timeout_case_run_command() -> None:
+async def test_run_command_times_out() -> None:
     result = await run_command(["sleep", "5"], timeout=0.5)
     assert result.timed_out
     assert result.returncode != 0
 
 
 @pytest.mark.gen_test
-async def test_seed_ok_case_run_command() -> None:
+async def test_run_command_succeeds() -> None:
     result = await run_command(["sleep", "0.2"], timeout=3)
     assert result.returncode == 0
     assert not result.timed_out
@@ -115,7 +115,7 @@ async def test_seed_ok_case_run_command() -> None:
 
 
 @pytest.mark.gen_test
-async def test_seed_unknown_executable_raises_run_command() -> None:
+async def test_run_command_raises_for_an_unknown_executable() -> None:
     with pytest.raises(CommandNotFound) as info:
         await run_command(["sleepdsdasdas", "1"], timeout=3)
     assert isinstance(info.value, FileNotFoundError)  # as with subprocess.run
@@ -125,7 +125,7 @@ async def test_seed_unknown_executable_raises_run_command() -> None:
 
 
 @pytest.mark.gen_test
-async def test_seed_error_case_run_command() -> None:
+async def test_run_command_reports_a_failing_command() -> None:
     result = await run_command(["cat", "/etc/sdfsdfsdfsdfsdfsdfsdf"], timeout=3)
     assert result.returncode != 0
     assert not result.timed_out
@@ -133,8 +133,8 @@ async def test_seed_error_case_run_command() -> None:
 
 
 @pytest.mark.gen_test(timeout=10)
-async def test_seed_four_cases_subprocess() -> None:
-    """The seed's ``__main__`` block, with shorter sleeps."""
+async def test_subprocess_timeout_ok_missing_and_error() -> None:
+    """The four cases through the callback API, with short sleeps."""
     loop = asyncio.get_running_loop()
     results: dict[str, asyncio.Future[tuple[Any, ...]]] = {
         name: loop.create_future() for name in ("timeout", "ok", "error")
@@ -184,7 +184,7 @@ async def test_subprocess_callback_once_with_output_and_no_limit_by_default() ->
         done.set()
 
     task = Subprocess(callback, args=["sh", "-c", "echo out; echo err >&2"], text=True)
-    assert task.timeout < 0  # the seed's default: no limit
+    assert task.timeout < 0  # GenericSubprocess's default: no limit
     task.start()
     await done.wait()
     await asyncio.sleep(0.1)
@@ -207,7 +207,7 @@ async def test_subprocess_cancel_kills_group_and_calls_back() -> None:
 
 
 def test_subprocess_started_before_the_ioloop_runs(io_loop: IOLoop) -> None:
-    """The seed's script shape: start() on the current IOLoop first, then IOLoop.start()."""
+    """A GenericSubprocess-era script: start() on the current IOLoop first, then IOLoop.start()."""
     got: list[tuple[Any, ...]] = []
 
     def done(*args: Any) -> None:

@@ -1,4 +1,4 @@
-"""``hybrid serve --nginx PORT``: real nginx in front of real workers (issue 3, points 4-8).
+"""``hybrid serve --nginx PORT``: real nginx in front of real workers.
 
 nginx comes from Debian's nginx-light (scripts/bootstrap installs it). Load loops are
 bounded in time and only touch 127.0.0.1.

@@ -1,7 +1,7 @@
-"""The master as a supervisor (issue 3): crashes, stuck loops, reloads, recycling, orphans.
+"""The master as a supervisor: crashes, stuck loops, reloads, recycling, orphans.
 
 Every test runs the real ``hybrid serve`` and real signals. Time bounds are loose on
-purpose (a shared 2-core machine); the README gives the measured figures.
+purpose (a shared 2-core machine); docs/deploy/processes.md gives the measured figures.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def test_sigkilled_worker_is_replaced_quickly_and_the_death_is_logged(
     victim = pid_of(server.ports[0])
     os.kill(victim, signal.SIGKILL)
     took = wait_until(lambda: pid_of(server.ports[0]) != victim, 10, "replacement")
-    assert took < 5  # about 0.2 s here (README); loose for a shared 2-core machine
+    assert took < 5  # ~0.2 s here (docs/deploy/processes.md); loose for a shared 2-core machine
     assert f"worker {victim} on port {server.ports[0]} was killed by SIGKILL" in server.stderr
 
 

@@ -15,7 +15,8 @@ How a request to a ``DjangoHandler`` goes::
 The middleware chain is Django's own (``BaseHandler.load_middleware(is_async=True)``); its
 innermost ``_get_response_async`` is Django's too, with ``resolve_request`` answering with
 the handler method instead of consulting the URLconf. This is private Django API, pinned by
-hybrid's Django requirement and covered by tests (DESIGN.md trap 4).
+hybrid's Django requirement and covered by tests (docs/design.md, "Django middleware
+around a handler that is not a Django view").
 
 Consequences worth knowing:
 

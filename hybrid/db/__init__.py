@@ -1,5 +1,5 @@
-"""Django's async ORM natively on aiomysql for MySQL/MariaDB databases (README.md, "The
-async ORM natively on MySQL/MariaDB").
+"""Django's async ORM natively on aiomysql for MySQL/MariaDB databases (docs/guide/orm.md,
+"Native MySQL/MariaDB").
 
 ``await Model.objects.aget(pk=1)``, ``async for``, ``acreate``, ``asave``... run on an
 aiomysql pool of the worker's own loop, compiled by Django's compilers and hydrated by

@@ -11,7 +11,8 @@
 * no sync connection that this context's thread-sensitive code would use (the request's
   database thread; outside a request, any thread of the process) is inside
   ``transaction.atomic()`` or has autocommit off: a second connection could not see that
-  transaction's rows (DESIGN.md trap 11), so such calls keep Django's thread path on that
+  transaction's rows (docs/design.md, "A second connection cannot see an open
+  transaction"), so such calls keep Django's thread path on that
   very connection, and Django's ``TestCase`` behaves as with plain Django.
 
 Otherwise, or when the call needs something the native path does not do

@@ -8,12 +8,13 @@
         async for event in s:
             ...
 
-Seed 002's ``Subprocess(callback, timeout=..., args=[...])`` is kept for callback code.
+``Subprocess(callback, timeout=..., args=[...])`` is a GenericSubprocess-style callback API.
 Safety is the default: argv only (a shell only with ``shell=True``), a scrubbed
 environment, the whole process group killed at the timeout (TERM, grace, KILL) and always
 reaped, capped output, optional rlimits and user/group, a per-worker concurrency limit
 that queues, an :class:`AllowList` for anything a request can trigger, and no SIGCHLD
-handler installed (DESIGN.md trap 6). On shutdown the worker calls :func:`terminate_all`.
+handler installed (docs/design.md, "Tornado's Subprocess installs a global SIGCHLD
+handler"). On shutdown the worker calls :func:`terminate_all`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""Seed 002's callback API, ``Subprocess(callback, timeout=..., args=[...])``, on asyncio.
+"""A GenericSubprocess-style callback API, ``Subprocess(callback, timeout=..., args=[...])``,
+on asyncio.
 
-The seed (a Tornado 2 era ``GenericSubprocess``) polled non-blocking pipes from the IOLoop
-and sent SIGKILL to the child only. This keeps its contract (callback once with
+A Tornado-era ``GenericSubprocess`` polls non-blocking pipes from the IOLoop and sends
+SIGKILL to the child only. This keeps its contract (callback once with
 ``(status, stdout, stderr, has_timed_out)``; a timeout <= 0 means no limit; starting twice
 raises RuntimeError; a missing executable raises at ``start()``) and gets everything else
 from :func:`hybrid.run_command`: process-group kill, reaping, capped output, scrubbed env.
@@ -36,7 +37,7 @@ class Subprocess:
     """Run ``args`` in the background and call ``callback`` once when it has finished.
 
     ``timeout``: wall-clock seconds before the command's process group is killed; <= 0 (the
-    default, as in the seed) means no limit. Other keyword options are those of
+    default, as in GenericSubprocess) means no limit. Other keyword options are those of
     :func:`hybrid.run_command` (``cwd``, ``env``, ``input``, ``text``, ``limits``...);
     Popen-only ones (``stdout=``, ``close_fds=``...) are refused because the runner owns
     them. Output is bytes unless ``text=True``.
@@ -71,8 +72,8 @@ class Subprocess:
     def start(self) -> None:
         """Validate and spawn. RuntimeError if already started; CommandNotFound if missing.
 
-        Needs an event loop: the running one (in a handler or coroutine) or, as in the
-        seed's script, Tornado's current IOLoop before it is started.
+        Needs an event loop: the running one (in a handler or coroutine) or, as in a
+        GenericSubprocess-era script, Tornado's current IOLoop before it is started.
         """
         if self._task is not None:
             raise RuntimeError("Cannot start task twice; create a new Subprocess")

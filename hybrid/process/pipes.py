@@ -4,7 +4,7 @@ The runner creates the pipes and hands only their child ends to ``create_subproc
 so asyncio's transport knows nothing about them. That is deliberate: on CPython 3.11
 ``Process.wait()`` does not return until every pipe asyncio watches is closed, and a
 grandchild that inherited stdout (``sh -c 'daemon &'``) holds it open forever (CPython
-issue 119710). Owning the read ends lets the runner stop reading whenever it decides the
+gh-119710). Owning the read ends lets the runner stop reading whenever it decides the
 command is over, and pause reading when a streaming consumer falls behind.
 """
 

@@ -167,7 +167,7 @@ def resolve_executable(program: str, path: str, cwd: str | None, argv: Sequence[
     """The absolute path ``program`` will exec, or :class:`CommandNotFound`.
 
     Resolved here, before anything is spawned, so a missing executable raises at the call
-    (seed 002's contract) and the PATH searched is the child's scrubbed one.
+    (the callback API's contract too) and the PATH searched is the child's scrubbed one.
     """
     if os.sep in program:
         candidate = program if os.path.isabs(program) or cwd is None else os.path.join(cwd, program)

@@ -1,4 +1,4 @@
-"""N idle keep-alive connections to one server (issue 7: a worker holding 10,000 of them).
+"""N idle keep-alive connections to one server (the target: a worker holding 10,000 of them).
 
     python scripts/bench/idle_conns.py PORT [--path /h/ping] [--connections 10000]
                                              [--hold 3]

@@ -1,4 +1,4 @@
-"""Benchmarks against the peers, side by side in one run (issue 7).
+"""Benchmarks against the peers, side by side in one run.
 
     scripts/bench/run [--quick] [--duration S] [--processes 1,2] [--stacks a,b]
                       [--endpoints a,b] [--extras lag,idle] [--idle-stacks a,b] [--out DIR]
@@ -1042,7 +1042,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             )
     lines += [
         "",
-        "## Targets of issue 7",
+        "## Performance targets",
         "",
         "| target | measured | detail | met |",
         "|---|---|---|---|",

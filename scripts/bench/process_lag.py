@@ -1,4 +1,4 @@
-"""IOLoop lag while N commands run (issue 6): target p99 < 10 ms with 200 in flight.
+"""IOLoop lag while N commands run: target p99 < 10 ms with 200 in flight.
 
     python scripts/bench/process_lag.py --commands 200 --rounds 3 [--json]
 

@@ -1,4 +1,4 @@
-"""Scaling over ports behind nginx (issue 7): 1, 2, 4, 8 workers, one port each.
+"""Scaling over ports behind nginx: 1, 2, 4, 8 workers, one port each.
 
     python scripts/bench/scaling.py [--ports 1,2,4,8] [--duration 8] [--out DIR]
 
