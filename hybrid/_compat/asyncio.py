@@ -2,9 +2,10 @@
 
 asyncio and ``concurrent.futures`` pieces that have no public equivalent: the thread of a
 one-thread executor (which database thread a request holds), the buffer of a
-``StreamReader`` (aiomysql's packets read without awaiting), and, on Python 3.11 only, the
-child watcher (3.12 reaps subprocesses through pidfds by itself; the watcher API is
-deprecated there and gone in 3.14). The version differences are decided here.
+``StreamReader`` (aiomysql's packets read without awaiting), and the child watcher: 3.11's
+default starts a thread per subprocess and is replaced, 3.12 and 3.13 pick a pidfd watcher
+by themselves (the watcher API is deprecated there and gone in 3.14). The version
+differences are decided here.
 """
 
 from __future__ import annotations
@@ -153,8 +154,20 @@ def use_pidfd_watcher() -> bool:
     """
     global _pidfd_watcher
     if _pidfd_watcher is None:
-        _pidfd_watcher = sys.version_info >= (3, 12) or _install_pidfd_watcher()
+        if sys.version_info >= (3, 12):
+            _pidfd_watcher = _asyncio_uses_pidfds()
+        else:
+            _pidfd_watcher = _install_pidfd_watcher()
     return _pidfd_watcher
+
+
+def _asyncio_uses_pidfds() -> bool:
+    if sys.version_info >= (3, 14):
+        return hasattr(os, "pidfd_open")  # no watchers left: asyncio uses pidfds where it can
+    # 3.12 and 3.13 pick PidfdChildWatcher where pidfds work; a project may have set another.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return isinstance(asyncio.get_child_watcher(), asyncio.PidfdChildWatcher)
 
 
 def _install_pidfd_watcher() -> bool:
@@ -185,8 +198,10 @@ def _executor_has_threads() -> bool:
 
 
 def _child_watcher_api() -> bool:
+    if sys.version_info >= (3, 14):
+        return True  # not used: the watchers are gone, asyncio reaps through pidfds
     if sys.version_info >= (3, 12):
-        return True  # not used: asyncio reaps through pidfds by itself
+        return has_attrs(asyncio, "get_child_watcher", "PidfdChildWatcher")()
     return has_attrs(
         asyncio, "AbstractChildWatcher", "ThreadedChildWatcher", "get_child_watcher",
         "set_child_watcher",
@@ -214,8 +229,9 @@ def library() -> Library | None:
             reader_buffer_usable,
         ),
         Internal(
-            "asyncio.get_child_watcher/set_child_watcher/ThreadedChildWatcher (3.11)",
-            "on 3.11 commands are reaped through pidfds, not a waitpid thread each",
+            "asyncio.get_child_watcher/set_child_watcher/ThreadedChildWatcher"
+            "/PidfdChildWatcher (3.11 to 3.13)",
+            "commands are reaped through pidfds, not a waitpid thread each (3.11 installs it)",
             _child_watcher_api,
         ),
     ]
