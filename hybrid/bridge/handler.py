@@ -52,6 +52,7 @@ from tornado.concurrent import Future
 from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, RequestHandler
 
+from hybrid._compat import django as dj
 from hybrid._compat import tornado as tornado_compat
 from hybrid.bridge.decorators import view_decorators
 from hybrid.bridge.fallback import build_scope, make_async_streaming
@@ -247,9 +248,7 @@ class DjangoHandler(RequestHandler):
                 elif hygiene is not None:
                     close_response(response, hygiene, lane)
                 else:
-                    for closer in response._resource_closers:
-                        closer()
-                    response._resource_closers.clear()
+                    dj.close_resources(response)
             finally:
                 if request is not None:
                     untangle_request(request)

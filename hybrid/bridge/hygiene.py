@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from hybrid._compat import django as dj
+
 if TYPE_CHECKING:
     from hybrid.bridge.lanes import LazyLane
 
@@ -83,8 +85,8 @@ def _make_hygiene(sender: Any) -> RequestHygiene | None:
     from django.core.handlers.base import reset_urlconf
     from django.db import close_old_connections, reset_queries
 
-    started, started_async = signals.request_started._live_receivers(sender)
-    finished, finished_async = signals.request_finished._live_receivers(sender)
+    started, started_async = dj.live_receivers(signals.request_started, sender)
+    finished, finished_async = dj.live_receivers(signals.request_finished, sender)
     if started_async or finished_async:
         return None
     if not set(started) <= {reset_queries, close_old_connections}:
@@ -97,12 +99,7 @@ def _make_hygiene(sender: Any) -> RequestHygiene | None:
 def close_response(response: Any, hygiene: RequestHygiene, lane: LazyLane) -> None:
     """``HttpResponseBase.close()`` with ``request_finished`` done the cheap way; gives the
     request's lane back (after queueing ``close_old_connections`` on it, if leased)."""
-    for closer in response._resource_closers:
-        try:
-            closer()
-        except Exception:  # Django's close() ignores a failing closer too
-            pass
-    response._resource_closers.clear()
+    dj.close_resources(response, ignore_errors=True)
     response.closed = True
     hygiene.finished_on_loop()
     lane.release(hygiene.finished_on_lane)
@@ -112,7 +109,7 @@ def close_response(response: Any, hygiene: RequestHygiene, lane: LazyLane) -> No
 #: (its view, a closure over the handler that holds the request), ``user`` and ``auser``
 #: (AuthenticationMiddleware's closures over the request), ``_messages`` (the message
 #: storage keeps the request).
-_CYCLIC_ATTRIBUTES = ("resolver_match", "user", "auser", "_messages")
+_CYCLIC_ATTRIBUTES = ("resolver_match", "user", "auser", dj.MESSAGES_ATTRIBUTE)
 
 
 def untangle_request(request: Any) -> None:

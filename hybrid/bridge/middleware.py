@@ -39,6 +39,8 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from hybrid._compat import django as dj
+
 __all__ = ["LOOP_SAFE", "loop_safe_middleware", "loop_variant"]
 
 Request = Any
@@ -102,7 +104,7 @@ def _csrf_response(middleware: Any, request: Request, response: Response) -> boo
 def _messages_response(middleware: Any, request: Request, response: Response) -> bool:
     from django.conf import settings
 
-    storage = getattr(request, "_messages", None)
+    storage = dj.messages_storage(request)
     if storage is None:
         return True
     if not str(settings.MESSAGE_STORAGE).startswith("django.contrib.messages.storage."):
@@ -208,16 +210,14 @@ def loop_safe_middleware() -> Iterator[None]:
     module; that one name is swapped for the duration (on the loop thread, where chains
     are built, before any request).
     """
-    from django.core.handlers import base
-
-    original = base.import_string
+    original = dj.handler_import_string()
 
     def import_loop_safe(path: str) -> Any:
         found = original(path)
         return loop_variant(found) if isinstance(found, type) else found
 
-    base.import_string = import_loop_safe
+    dj.set_handler_import_string(import_loop_safe)
     try:
         yield
     finally:
-        base.import_string = original
+        dj.set_handler_import_string(original)

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from tornado.websocket import WebSocketHandler
 
+from hybrid._compat import django as dj
 from hybrid.bridge.fallback import build_scope, make_async_streaming
 from hybrid.bridge.handler import _chain
 from hybrid.bridge.hygiene import close_response, request_hygiene
@@ -118,7 +119,7 @@ class DjangoWebSocketHandler(WebSocketHandler):
         request = self.django_request
         request.META["HTTP_ORIGIN"] = origin
         try:
-            return bool(CsrfViewMiddleware(_no_response)._origin_verified(request))
+            return dj.csrf_origin_verified(CsrfViewMiddleware(_no_response), request)
         except DisallowedHost:
             return False
 
@@ -189,9 +190,7 @@ class DjangoWebSocketHandler(WebSocketHandler):
                 elif signals_on:
                     await sync_to_async(response.close)()  # sends request_finished
                 else:
-                    for closer in response._resource_closers:
-                        closer()
-                    response._resource_closers.clear()
+                    dj.close_resources(response)
 
     def _send_refusal(self, response: HttpResponseBase) -> None:
         self.clear()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hybrid._compat import aiomysql as aiomysql_compat
 from hybrid._compat import asyncio as asyncio_compat
 
 __all__ = ["connection_class", "connect"]
@@ -30,45 +31,41 @@ def connection_class() -> type[Any]:
     global _class
     if _class is not None:
         return _class
-    import aiomysql  # type: ignore[import-untyped]
     from pymysql.connections import MysqlPacket  # type: ignore[import-untyped]
 
-    base: type[Any] = aiomysql.Connection
+    base = aiomysql_compat.connection_class()
     if not asyncio_compat.reader_buffer_usable():
         _class = base
         return _class
 
-    class Connection(base):  # type: ignore[misc]
-        async def _read_packet(self: Any, packet_type: Any = MysqlPacket) -> Any:
-            reader = self._reader
-            buffer = asyncio_compat.reader_buffer(reader) if reader is not None else None
-            if buffer is not None:
-                if len(buffer) >= 4:
-                    length = buffer[0] | buffer[1] << 8 | buffer[2] << 16
-                    if (
-                        length < 0xFFFFFF
-                        and len(buffer) >= 4 + length
-                        and buffer[3] == self._next_seq_id
-                    ):
-                        data = bytes(buffer[4 : 4 + length])
-                        del buffer[: 4 + length]
-                        asyncio_compat.reader_buffer_consumed(reader)
-                        self._next_seq_id = (self._next_seq_id + 1) % 256
-                        packet = packet_type(data, self._encoding)
-                        if packet.is_error_packet():
-                            result = self._result
-                            if result is not None and result.unbuffered_active is True:
-                                result.unbuffered_active = False
-                            packet.raise_for_error()
-                        return packet
-            return await super()._read_packet(packet_type)
+    async def read_packet(self: Any, packet_type: Any = MysqlPacket) -> Any:
+        reader = aiomysql_compat.packet_reader(self)
+        buffer = asyncio_compat.reader_buffer(reader) if reader is not None else None
+        if buffer is not None:
+            if len(buffer) >= 4:
+                length = buffer[0] | buffer[1] << 8 | buffer[2] << 16
+                seq = aiomysql_compat.next_seq_id(self)
+                if length < 0xFFFFFF and len(buffer) >= 4 + length and buffer[3] == seq:
+                    data = bytes(buffer[4 : 4 + length])
+                    del buffer[: 4 + length]
+                    asyncio_compat.reader_buffer_consumed(reader)
+                    aiomysql_compat.set_next_seq_id(self, (seq + 1) % 256)
+                    packet = packet_type(data, aiomysql_compat.encoding(self))
+                    if packet.is_error_packet():
+                        result = aiomysql_compat.current_result(self)
+                        if result is not None and result.unbuffered_active is True:
+                            result.unbuffered_active = False
+                        packet.raise_for_error()
+                    return packet
+        return await aiomysql_compat.read_packet(self, packet_type)
 
-    _class = Connection
+    # The fast path replaces aiomysql's own packet read (hybrid._compat.aiomysql).
+    _class = type("Connection", (base,), {aiomysql_compat.READ_PACKET: read_packet})
     return _class
 
 
 async def connect(**kwargs: Any) -> Any:
     """``aiomysql.connect(**kwargs)``, as an instance of :func:`connection_class`."""
     conn = connection_class()(**kwargs)
-    await conn._connect()
+    await aiomysql_compat.open_connection(conn)
     return conn

@@ -32,6 +32,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from hybrid._compat import django as dj
 from hybrid.db import native, reads
 from hybrid.db.execute import current_transaction
 from hybrid.db.pool import is_active, prepared_connection, server_info
@@ -161,9 +162,7 @@ def _count(name: str) -> None:
 
 
 def _write_db(qs: Any) -> str:
-    from django.db import router
-
-    return str(qs._db or router.db_for_write(qs.model, **qs._hints))
+    return dj.write_db(qs)
 
 
 #: What :func:`_native` returns when the native path did not run (fall back to Django's).
@@ -240,20 +239,21 @@ def _model_method(name: str, original: Any, run: Callable[..., Any]) -> Any:
 def _aiter(original: Any) -> Any:
     def __aiter__(self: Any) -> AsyncIterator[Any]:  # noqa: N807
         async def generator() -> AsyncIterator[Any]:
-            alias = _target(self.db) if self._result_cache is None else None
+            alias = _target(self.db) if dj.result_cache(self) is None else None
             if alias is not None:
                 try:
                     await _prepare(alias)
-                    await replay(alias, self._fetch_all)
+                    await replay(alias, dj.fetch_all(self))
                 except Unsupported as exc:
                     _fallback("__aiter__", alias, exc)
                 else:
                     _count("__aiter__")
-            if self._result_cache is None:
+            cache = dj.result_cache(self)
+            if cache is None:
                 async for item in original(self):
                     yield item
                 return
-            for item in self._result_cache:
+            for item in cache:
                 yield item
 
         return generator()
@@ -264,16 +264,14 @@ def _aiter(original: Any) -> Any:
 def _aiterator(original: Any) -> Any:
     @functools.wraps(original)
     async def aiterator(self: Any, chunk_size: int = 2000) -> AsyncIterator[Any]:
-        alias = None if self._prefetch_related_lookups else _target(self.db)
+        alias = None if dj.prefetch_lookups(self) else _target(self.db)
         items = None
         if alias is not None:
             if chunk_size <= 0:
                 raise ValueError("Chunk size must be strictly positive.")
             try:
                 await _prepare(alias)
-                items = await replay(
-                    alias, lambda: list(self._iterable_class(self, chunk_size=chunk_size))
-                )
+                items = await replay(alias, lambda: list(dj.iterate(self, chunk_size)))
             except Unsupported as exc:
                 _fallback("aiterator", alias, exc)
             else:
@@ -336,8 +334,7 @@ def install() -> None:
     install_compiler_hook()
 
     def patch(cls: type[Any], name: str, new: Any) -> None:
-        _originals.append((cls, name, cls.__dict__[name]))
-        setattr(cls, name, new)
+        _originals.append((cls, name, dj.replace_method(cls, name, new)))
 
     for name, sync_name in _READS.items():
         patch(QuerySet, name, _read_method(name, sync_name, getattr(QuerySet, name)))
@@ -377,7 +374,7 @@ def uninstall() -> None:
 
     while _originals:
         cls, name, original = _originals.pop()
-        setattr(cls, name, original)
+        dj.replace_method(cls, name, original)
     uninstall_compiler_hook()
     connection_created.disconnect(dispatch_uid="hybrid.db.track")
     _alias_native.clear()

@@ -95,16 +95,13 @@ def _driver_classes(exc: BaseException) -> set[str]:
 def django_error(exc: BaseException) -> BaseException:
     """The exception Django's sync path raises for a driver exception ``exc``."""
     from django.db import utils
-    from django.db.backends.mysql.base import CursorWrapper
+
+    from hybrid._compat.django import integrity_error_codes
 
     names = _driver_classes(exc)
     if not names:
         return exc
-    if (
-        "OperationalError" in names
-        and exc.args
-        and exc.args[0] in CursorWrapper.codes_for_integrityerror
-    ):
+    if "OperationalError" in names and exc.args and exc.args[0] in integrity_error_codes():
         new: BaseException = utils.IntegrityError(*exc.args)
         new.__cause__ = exc
         return new

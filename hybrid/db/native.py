@@ -1,5 +1,11 @@
-"""Native writes: Django 5.2's save, create, get_or_create, update_or_create, bulk_create
+"""Native writes: Django's save, create, get_or_create, update_or_create, bulk_create
 and delete, ported line for line with every statement awaited on aiomysql.
+
+The port follows Django 5.2 and 6.0 alike; where they differ (6.0 raises
+``Model.NotUpdated``, asks an ``UPDATE``/``INSERT`` for the values of generated fields and
+expressions and defers those it did not get back, splits ``bulk_create()``'s objects
+itself and opens fewer transactions), :mod:`hybrid._compat.django` decides, and so do the
+private helpers of Django's that the port calls.
 
 Statements are compiled by Django's ``SQLInsertCompiler`` / ``SQLUpdateCompiler`` /
 ``SQLDeleteCompiler``; ``update`` and ``delete_batch`` run through :func:`replay`. Where
@@ -19,9 +25,11 @@ with no receivers sends nothing and never leaves the loop.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 
+from hybrid._compat import django as dj
 from hybrid.db.execute import FakeCursor, atomic, run_statement
 from hybrid.db.replay import Unsupported, replay
 
@@ -35,15 +43,12 @@ __all__ = [
     "update_or_create",
 ]
 
-_MODEL_METHODS = ("save", "save_base", "_save_table", "_save_parents", "_do_update", "_do_insert")
-_QUERYSET_METHODS = ("create", "get_or_create", "update_or_create", "bulk_create", "_insert")
-
 
 def check_model(model: type[Any], *, deleting: bool = False) -> None:
     """Raise :class:`Unsupported` for models whose save/delete this module does not port."""
     from django.db.models import Model
 
-    names = ("delete",) if deleting else _MODEL_METHODS
+    names = ("delete",) if deleting else dj.MODEL_SAVE_METHODS
     for name in names:
         if getattr(model, name) is not getattr(Model, name):
             raise Unsupported(f"{model.__name__}.{name}() is overridden")
@@ -58,7 +63,7 @@ def check_model(model: type[Any], *, deleting: bool = False) -> None:
 def check_queryset(qs: Any, *names: str) -> None:
     from django.db.models import QuerySet
 
-    for name in names or _QUERYSET_METHODS:
+    for name in names or dj.QUERYSET_WRITE_METHODS:
         if getattr(type(qs), name) is not getattr(QuerySet, name):
             raise Unsupported(f"{type(qs).__name__}.{name}() is overridden")
 
@@ -98,11 +103,11 @@ async def insert(
         return []
     cursor = FakeCursor(last)
     features = connection.features
-    if features.can_return_rows_from_bulk_insert and len(objs) > 1:
-        rows = connection.ops.fetch_returned_insert_rows(cursor)
-        cols = [field.get_col(opts.db_table) for field in returning_fields]
-    elif features.can_return_columns_from_insert:
-        rows = [connection.ops.fetch_returned_insert_columns(cursor, compiler.returning_params)]
+    many = len(objs) > 1
+    if (features.can_return_rows_from_bulk_insert and many) or (
+        features.can_return_columns_from_insert and not many
+    ):
+        rows = dj.fetch_returned_rows(connection, cursor, compiler.returning_params, many)
         cols = [field.get_col(opts.db_table) for field in returning_fields]
     elif isinstance(returning_field := returning_fields[0], AutoField):
         cols = [returning_field.get_col(opts.db_table)]
@@ -123,12 +128,12 @@ async def save(
     using: str | None = None,
     update_fields: Iterable[str] | None = None,
 ) -> None:
-    """``Model.save()`` (Django 5.2) with ``save_base`` and ``_save_table``."""
+    """``Model.save()`` with ``save_base`` and ``_save_table``."""
     from django.db import router
     from django.db.models.signals import post_save, pre_save
 
     check_model(type(obj))
-    obj._prepare_related_fields_for_save(operation_name="save")
+    dj.prepare_related_fields_for_save(obj, "save")
     using = using or router.db_for_write(obj.__class__, instance=obj)
     if force_insert and (force_update or update_fields):
         raise ValueError("Cannot force both insert and updating in model saving.")
@@ -141,15 +146,20 @@ async def save(
         if not update_fields:
             return
         update_fields = frozenset(update_fields)
-        field_names = obj._meta._non_pk_concrete_field_names
-        not_updatable_fields = update_fields.difference(field_names)
+        updatable = dj.non_pk_concrete_field_names(obj._meta)
+        not_updatable_fields = update_fields.difference(updatable)
         if not_updatable_fields:
             raise ValueError(
                 "The following fields do not exist in this model, are m2m "
                 "fields, primary keys, or are non-concrete fields: "
                 + ", ".join(not_updatable_fields)
             )
-    elif not force_insert and deferred_non_generated_fields and using == obj._state.db:
+    elif (
+        not force_insert
+        and deferred_non_generated_fields
+        and using == obj._state.db
+        and dj.deferred_save_allowed(obj)
+    ):
         field_names = set()
         pk_fields = obj._meta.pk_fields
         for field in obj._meta.concrete_fields:
@@ -167,7 +177,7 @@ async def save(
         await _send(
             pre_save, origin, instance=obj, raw=False, using=using, update_fields=update_fields
         )
-    force_insert = obj._validate_force_insert(force_insert)
+    force_insert = dj.validate_force_insert(obj, force_insert)
     updated = await _save_table(obj, cls, bool(force_insert), force_update, using, update_fields)
     obj._state.db = using
     obj._state.adding = False
@@ -191,8 +201,6 @@ async def _save_table(
     using: str,
     update_fields: frozenset[str] | None,
 ) -> bool:
-    from django.db import DatabaseError
-
     meta = cls._meta
     pk_fields = meta.pk_fields
     non_pks_non_generated = [
@@ -204,9 +212,9 @@ async def _save_table(
             for f in non_pks_non_generated
             if f.name in update_fields or f.attname in update_fields
         ]
-    if not obj._is_pk_set(meta):
+    if not dj.is_pk_set(obj, meta):
         setattr(obj, meta.pk.attname, meta.pk.get_pk_value_on_save(obj))
-    pk_set = obj._is_pk_set(meta)
+    pk_set = dj.is_pk_set(obj, meta)
     if not pk_set and (force_update or update_fields):
         raise ValueError("Cannot force an update in save() with no primary key.")
     updated = False
@@ -221,32 +229,56 @@ async def _save_table(
         base_qs = cls._base_manager.using(using)
         values = [(f, None, f.pre_save(obj, False)) for f in non_pks_non_generated]
         forced_update = bool(update_fields or force_update)
-        filtered = base_qs.filter(pk=obj._get_pk_val(meta))
-        if not values:
-            updated = update_fields is not None or await replay(using, filtered.exists)
-        elif meta.select_on_save and not forced_update:
-            updated = await replay(using, filtered.exists) and (
-                await replay(using, filtered._update, values) > 0
-                or await replay(using, filtered.exists)
-            )
-        else:
-            updated = await replay(using, filtered._update, values) > 0
-        if force_update and not updated:
-            raise DatabaseError("Forced update did not affect any rows.")
-        if update_fields and not updated:
-            raise DatabaseError("Save with update_fields did not affect any rows.")
+        pk_val = dj.get_pk_val(obj, meta)
+        returning_fields = dj.update_returning_fields(
+            meta, non_pks_non_generated, values, update_fields
+        )
+        results = await _do_update(
+            base_qs, using, pk_val, values, update_fields, forced_update, returning_fields
+        )
+        if updated := bool(results):
+            dj.assign_returned_values(obj, results[0], returning_fields)
+        elif force_update:
+            raise dj.not_updated(obj, "Forced update did not affect any rows.")
+        elif update_fields:
+            raise dj.not_updated(obj, "Save with update_fields did not affect any rows.")
     if not updated:
-        fields = [
+        insert_fields = [
             f
             for f in meta.local_concrete_fields
             if not f.generated and (pk_set or f is not meta.auto_field)
         ]
-        returning_fields = meta.db_returning_fields
-        results = await insert(cls, [obj], fields, returning_fields, using)
+        returning_fields = dj.insert_returning_fields(obj, meta, insert_fields, pk_set, using)
+        results = await insert(cls, [obj], insert_fields, returning_fields, using)
         if results:
-            for value, field in zip(results[0], returning_fields, strict=False):
-                setattr(obj, field.attname, value)
+            dj.assign_returned_values(obj, results[0], returning_fields)
     return updated
+
+
+async def _do_update(
+    base_qs: Any,
+    using: str,
+    pk_val: Any,
+    values: list[Any],
+    update_fields: frozenset[str] | None,
+    forced_update: bool,
+    returning_fields: list[Any],
+) -> list[tuple[Any, ...]]:
+    """``Model._do_update()``: one row of returned values per updated row (Django 6.0's
+    answer; 5.2's boolean is whether the list is empty)."""
+    filtered = base_qs.filter(pk=pk_val)
+    if not values:
+        if update_fields is not None or await replay(using, filtered.exists):
+            return [()]
+        return []
+    update = dj.update_returning(filtered)
+    if base_qs.model._meta.select_on_save and not forced_update:
+        if not await replay(using, filtered.exists):
+            return []
+        if results := await replay(using, update, values, returning_fields):
+            return results
+        return [()] if await replay(using, filtered.exists) else []
+    return await replay(using, update, values, returning_fields)
 
 
 async def create(qs: Any, kwargs: dict[str, Any]) -> Any:
@@ -254,12 +286,12 @@ async def create(qs: Any, kwargs: dict[str, Any]) -> Any:
     check_queryset(qs, "create")
     check_model(qs.model)
     reverse_one_to_one_fields = frozenset(kwargs).intersection(
-        qs.model._meta._reverse_one_to_one_field_names
+        dj.reverse_one_to_one_field_names(qs.model._meta)
     )
     if reverse_one_to_one_fields:
         raise Unsupported("reverse one-to-one fields given (Django raises ValueError)")
     obj = qs.model(**kwargs)
-    qs._for_write = True
+    dj.mark_for_write(qs)
     await save(obj, force_insert=True, using=qs.db)
     return obj
 
@@ -273,12 +305,12 @@ async def get_or_create(
 
     check_queryset(qs, "get_or_create", "create", "get")
     check_model(qs.model)
-    qs._for_write = True
+    dj.mark_for_write(qs)
     alias = qs.db
     try:
         return await replay(alias, qs.get, **kwargs), False
     except qs.model.DoesNotExist:
-        params = qs._extract_model_params(defaults, **kwargs)
+        params = dj.extract_model_params(qs, defaults, kwargs)
         try:
             async with atomic(using=alias):
                 params = dict(resolve_callables(params))
@@ -307,7 +339,7 @@ async def update_or_create(
     update_defaults = defaults or {}
     if create_defaults is None:
         create_defaults = update_defaults
-    qs._for_write = True
+    dj.mark_for_write(qs)
     async with atomic(using=qs.db):
         obj, created = await get_or_create(qs.select_for_update(), create_defaults, kwargs)
         if created:
@@ -315,7 +347,7 @@ async def update_or_create(
         for k, v in resolve_callables(update_defaults):
             setattr(obj, k, v)
         update_fields = set(update_defaults)
-        concrete_field_names = qs.model._meta._non_pk_concrete_field_names
+        concrete_field_names = dj.non_pk_concrete_field_names(qs.model._meta)
         if concrete_field_names.issuperset(update_fields):
             pk_fields = qs.model._meta.pk_fields
             for field in qs.model._meta.local_concrete_fields:
@@ -339,11 +371,13 @@ async def bulk_create(
     unique_fields: Any = None,
 ) -> list[Any]:
     """``QuerySet.bulk_create()``."""
+    from django.db import connections
     from django.db.models import AutoField
     from django.db.models.constants import OnConflict
-    from django.utils.functional import partition
 
-    check_queryset(qs, "bulk_create", "_insert")
+    check_queryset(qs, *dj.QUERYSET_BULK_CREATE_METHODS)
+    if dj.bulk_create_orders(qs.model):
+        raise Unsupported(f"{qs.model.__name__} has order_with_respect_to")
     if batch_size is not None and batch_size <= 0:
         raise ValueError("Batch size must be a positive integer.")
     for parent in qs.model._meta.all_parents:
@@ -359,42 +393,41 @@ async def bulk_create(
         ]
     if update_fields:
         update_fields = [qs.model._meta.get_field(name) for name in update_fields]
-    on_conflict = qs._check_bulk_create_options(
-        ignore_conflicts, update_conflicts, update_fields, unique_fields
+    on_conflict = dj.check_bulk_create_options(
+        qs, ignore_conflicts, update_conflicts, update_fields, unique_fields
     )
-    qs._for_write = True
+    dj.mark_for_write(qs)
     alias = qs.db
     fields = [f for f in opts.concrete_fields if not f.generated]
     objs = list(objs)
-    qs._prepare_for_bulk_create(objs)
+    objs_with_pk, objs_without_pk = dj.prepare_for_bulk_create(qs, objs)
+    connection = connections[alias]
 
     async def batched(items: list[Any], fields: list[Any]) -> list[Any]:
-        from django.db import connections
-
-        connection = connections[alias]
         max_batch_size = max(connection.ops.bulk_batch_size(fields, items), 1)
         size = min(batch_size, max_batch_size) if batch_size else max_batch_size
         inserted_rows: list[Any] = []
         bulk_return = connection.features.can_return_rows_from_bulk_insert
-        for start in range(0, len(items), size):
-            item = items[start : start + size]
-            returning = bulk_return and (on_conflict is None or on_conflict == OnConflict.UPDATE)
-            rows = await insert(
-                qs.model,
-                item,
-                fields,
-                opts.db_returning_fields if returning else None,
-                alias,
-                on_conflict=on_conflict,
-                update_fields=update_fields,
-                unique_fields=unique_fields,
-            )
-            if returning:
-                inserted_rows.extend(rows)
+        returning = bulk_return and (on_conflict is None or on_conflict == OnConflict.UPDATE)
+        batches = [items[start : start + size] for start in range(0, len(items), size)]
+        async with _maybe_atomic(alias, dj.bulk_create_atomic_batches(len(batches))):
+            for item in batches:
+                rows = await insert(
+                    qs.model,
+                    item,
+                    fields,
+                    opts.db_returning_fields if returning else None,
+                    alias,
+                    on_conflict=on_conflict,
+                    update_fields=update_fields,
+                    unique_fields=unique_fields,
+                )
+                if returning:
+                    inserted_rows.extend(rows)
         return inserted_rows
 
-    async with atomic(using=alias, savepoint=False):
-        objs_without_pk, objs_with_pk = partition(lambda o: o._is_pk_set(), objs)
+    both = bool(objs_with_pk and objs_without_pk)
+    async with _maybe_atomic(alias, dj.bulk_create_atomic(both)):
         if objs_with_pk:
             returned_columns = await batched(objs_with_pk, fields)
             for obj_with_pk, results in zip(objs_with_pk, returned_columns, strict=False):
@@ -407,12 +440,23 @@ async def bulk_create(
         if objs_without_pk:
             fields = [f for f in fields if not isinstance(f, AutoField)]
             returned_columns = await batched(objs_without_pk, fields)
+            if (
+                dj.bulk_create_counts_returned_rows()
+                and connection.features.can_return_rows_from_bulk_insert
+                and on_conflict is None
+            ):
+                assert len(returned_columns) == len(objs_without_pk)
             for obj_without_pk, results in zip(objs_without_pk, returned_columns, strict=False):
                 for result, field in zip(results, opts.db_returning_fields, strict=False):
                     setattr(obj_without_pk, field.attname, result)
                 obj_without_pk._state.adding = False
                 obj_without_pk._state.db = alias
     return objs
+
+
+def _maybe_atomic(alias: str, needed: bool) -> Any:
+    """``atomic(using=alias, savepoint=False)`` where Django opens one, else nothing."""
+    return atomic(using=alias, savepoint=False) if needed else contextlib.nullcontext()
 
 
 def _check_no_cascade(model: type[Any]) -> None:
@@ -465,13 +509,13 @@ async def delete_queryset(qs: Any) -> tuple[int, dict[str, int]]:
     cascades): one ``DELETE``."""
     from django.db.models.deletion import Collector
 
-    check_queryset(qs, "delete", "_raw_delete")
+    check_queryset(qs, *dj.QUERYSET_DELETE_METHODS)
     if qs.query.combinator or qs.query.is_sliced or qs.query.distinct_fields:
         raise Unsupported("Django raises for this delete()")
-    if qs._fields is not None:
+    if dj.values_fields(qs) is not None:
         raise Unsupported("Django raises for delete() after values()")
-    del_query = qs._chain()
-    del_query._for_write = True
+    del_query = dj.chain(qs)
+    dj.mark_for_write(del_query)
     del_query.query.select_for_update = False
     del_query.query.select_related = False
     del_query.query.clear_ordering(force=True)
@@ -479,6 +523,6 @@ async def delete_queryset(qs: Any) -> tuple[int, dict[str, int]]:
     collector = Collector(using=alias, origin=qs)
     if not collector.can_fast_delete(del_query):
         raise Unsupported("the delete cascades or has signal receivers")
-    count: int = await replay(alias, del_query._raw_delete, alias)
-    qs._result_cache = None
+    count: int = await replay(alias, dj.raw_delete(del_query), alias)
+    dj.set_result_cache(qs, None)
     return count, ({qs.model._meta.label: count} if count else {})

@@ -37,6 +37,9 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from hybrid._compat import aiomysql as aiomysql_compat
+from hybrid._compat import django as dj
+
 __all__ = [
     "Pool",
     "ServerInfo",
@@ -128,7 +131,7 @@ def _probe(alias: str) -> ServerInfo:
     from django.utils.functional import cached_property
 
     conn = connections[alias]
-    server_data = dict(conn.mysql_server_data)
+    server_data = dj.mysql_server_data(conn)
     features: dict[str, Any] = {}
     for name in dir(type(conn.features)):
         if name.startswith("django_test"):
@@ -188,7 +191,7 @@ def prepared_connection(alias: str, info: ServerInfo) -> Any:
     :class:`hybrid.db.atomic` block)."""
     from django.db import connections
 
-    conn = getattr(connections._connections, alias, None)
+    conn = dj.thread_connection(alias)
     if conn is None:
         shared = _wrappers.setdefault(asyncio.get_running_loop(), {})
         conn = shared.get(alias)
@@ -265,7 +268,7 @@ class Pool:
         return len(self._free)
 
     def _usable(self, conn: Any, now: float) -> bool:
-        reader = conn._reader
+        reader = aiomysql_compat.packet_reader(conn)
         return not (
             conn.closed
             or reader.at_eof()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from hybrid._compat import django as dj
 from hybrid.db.replay import replay
 
 __all__ = ["get"]
@@ -24,7 +25,7 @@ async def get(alias: str, qs: Any, args: Sequence[Any], kwargs: dict[str, Any]) 
 
     if type(qs).get is not QuerySet.get or (qs.query.combinator and (args or kwargs)):
         return await replay(alias, qs.get, *args, **kwargs)  # Django's own, errors included
-    clone = qs._chain() if qs.query.combinator else qs.filter(*args, **kwargs)
+    clone = dj.chain(qs) if qs.query.combinator else qs.filter(*args, **kwargs)
     if qs.query.can_filter() and not qs.query.distinct_fields:
         clone = clone.order_by()
     limit = None
@@ -34,10 +35,11 @@ async def get(alias: str, qs: Any, args: Sequence[Any], kwargs: dict[str, Any]) 
     ):
         limit = MAX_GET_RESULTS
         clone.query.set_limits(high=limit)
-    await replay(alias, clone._fetch_all)
-    num = len(clone)
+    await replay(alias, dj.fetch_all(clone))
+    rows = dj.result_cache(clone) or []
+    num = len(rows)
     if num == 1:
-        return clone._result_cache[0]
+        return rows[0]
     name = qs.model._meta.object_name
     if not num:
         raise qs.model.DoesNotExist(f"{name} matching query does not exist.")

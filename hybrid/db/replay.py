@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from hybrid._compat import django as dj
 from hybrid.db.execute import FakeCursor, Result, run_statement
 
 __all__ = ["NeedStatement", "Unsupported", "install_compiler_hook", "replay"]
@@ -192,7 +193,6 @@ def install_compiler_hook() -> None:
     if _original_execute_sql is not None:
         return
     original = SQLCompiler.execute_sql
-    _original_execute_sql = original
 
     def execute_sql(self: Any, result_type: Any = "multi", *args: Any, **kwargs: Any) -> Any:
         state = _current.get()
@@ -201,7 +201,7 @@ def install_compiler_hook() -> None:
         return state.execute_sql(self, result_type)
 
     execute_sql.__wrapped__ = original  # type: ignore[attr-defined]
-    SQLCompiler.execute_sql = execute_sql
+    _original_execute_sql = dj.replace_method(SQLCompiler, "execute_sql", execute_sql)
 
 
 def uninstall_compiler_hook() -> None:
@@ -209,7 +209,7 @@ def uninstall_compiler_hook() -> None:
     from django.db.models.sql.compiler import SQLCompiler
 
     if _original_execute_sql is not None:
-        SQLCompiler.execute_sql = _original_execute_sql
+        dj.replace_method(SQLCompiler, "execute_sql", _original_execute_sql)
         _original_execute_sql = None
 
 
