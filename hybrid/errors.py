@@ -35,6 +35,7 @@ __all__ = [
     "BindError",
     "ConfigError",
     "HybridError",
+    "NginxError",
     "ServerError",
     "UnsupportedVersionError",
     "WorkerBootError",
@@ -125,6 +126,19 @@ class BindError(ServerError):
         self.host = host
         self.port = port
         self.errno = errno
+
+
+class NginxError(ServerError):
+    """nginx is missing, rejected its config, or could not start or stop.
+
+    ``output`` is what nginx printed (empty when it did not run) and ``returncode`` its exit
+    status (``None`` when it did not run or has not exited). Raised by :mod:`hybrid.nginx`.
+    """
+
+    def __init__(self, message: str, *, output: str = "", returncode: int | None = None) -> None:
+        super().__init__(message)
+        self.output = output
+        self.returncode = returncode
 
 
 class WorkerBootError(ServerError):

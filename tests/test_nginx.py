@@ -30,7 +30,7 @@ import tornado.netutil
 import tornado.web
 from conftest import REPO_DIR
 
-from hybrid import nginx as nginx_module
+from hybrid import errors
 from hybrid.config import Config
 from hybrid.errors import ConfigError, HybridError
 from hybrid.nginx import (
@@ -42,6 +42,8 @@ from hybrid.nginx import (
     parse_listen,
     render_config,
 )
+from hybrid.nginx import binary as nginx_binary
+from hybrid.nginx import render as nginx_render
 
 DEPLOY_DIR = REPO_DIR / "scripts" / "deploy"
 
@@ -95,6 +97,11 @@ def static_dir() -> Iterator[Path]:
 
 
 # -- rendering ---------------------------------------------------------------------------------
+
+
+def test_nginx_error_is_the_one_in_hybrid_errors() -> None:
+    assert NginxError is errors.NginxError
+    assert issubclass(NginxError, errors.ServerError)
 
 
 def test_template_ships_in_nginx_dir() -> None:
@@ -194,7 +201,7 @@ def test_render_log_choices(tmp_path: Path) -> None:
 def test_render_without_system_mime_types_inlines_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(nginx_module, "MIME_TYPES_PATH", tmp_path / "missing.types")
+    monkeypatch.setattr(nginx_render, "MIME_TYPES_PATH", tmp_path / "missing.types")
     text = render_config(Config(), prefix=tmp_path)
     assert directives(text, "include") == []
     types = block(text, "types")
@@ -226,13 +233,13 @@ def test_render_rejects_unsafe_prefix() -> None:
 
 
 def test_missing_template_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(nginx_module, "TEMPLATE_PATH", tmp_path / "gone.template")
-    monkeypatch.setattr(nginx_module, "INSTALLED_TEMPLATE_PATH", tmp_path / "gone.too")
+    monkeypatch.setattr(nginx_render, "TEMPLATE_PATH", tmp_path / "gone.template")
+    monkeypatch.setattr(nginx_render, "INSTALLED_TEMPLATE_PATH", tmp_path / "gone.too")
     with pytest.raises(NginxError, match="reinstall hybrid"):
         render_config(Config(), prefix=tmp_path)
     # A wheel installs the template under sys.prefix/share/hybrid/nginx/.
     monkeypatch.setattr(
-        nginx_module, "INSTALLED_TEMPLATE_PATH", REPO_DIR / "nginx" / "hybrid.conf.template"
+        nginx_render, "INSTALLED_TEMPLATE_PATH", REPO_DIR / "nginx" / "hybrid.conf.template"
     )
     assert "upstream hybrid_workers" in render_config(Config(), prefix=tmp_path)
 
@@ -240,7 +247,7 @@ def test_missing_template_names_the_fix(tmp_path: Path, monkeypatch: pytest.Monk
 def test_unknown_placeholder_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     template = tmp_path / "t.template"
     template.write_text("pid {{nope}};\n")
-    monkeypatch.setattr(nginx_module, "TEMPLATE_PATH", template)
+    monkeypatch.setattr(nginx_render, "TEMPLATE_PATH", template)
     with pytest.raises(NginxError, match=r"unknown placeholder \{\{nope\}\}"):
         render_config(Config(), prefix=tmp_path)
 
@@ -256,7 +263,7 @@ def test_parse_listen() -> None:
 
 def test_find_nginx_missing_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.setattr(nginx_module, "NGINX_CANDIDATES", ())
+    monkeypatch.setattr(nginx_binary, "NGINX_CANDIDATES", ())
     with pytest.raises(NginxError, match="apt-get install nginx-light"):
         find_nginx()
     with pytest.raises(NginxError, match="not found"):
@@ -272,7 +279,7 @@ def test_nginx_accepts_rendered_config(
     tmp_path: Path, static_dir: Path, monkeypatch: pytest.MonkeyPatch, mime_types: str
 ) -> None:
     if mime_types == "inline":
-        monkeypatch.setattr(nginx_module, "MIME_TYPES_PATH", tmp_path / "missing.types")
+        monkeypatch.setattr(nginx_render, "MIME_TYPES_PATH", tmp_path / "missing.types")
     config = Config(
         ports=(8001, 8002, 8003, 8004),
         nginx=8000,

@@ -1,0 +1,260 @@
+"""The nginx config, rendered from ``nginx/hybrid.conf.template`` and a ``Config``.
+
+The template (a complete ``nginx.conf``) has ``{{name}}`` placeholders, so nginx's own
+``$variables`` never collide with ours. Every path in it (pid, logs, temporary files) lives
+in one *prefix* directory: nginx needs neither root nor ``/etc/nginx``. No process is run
+here: :mod:`hybrid.nginx.binary` checks the text with ``nginx -t``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from hybrid.config import Config
+from hybrid.errors import ConfigError, NginxError
+
+__all__ = [
+    "DEFAULT_LISTEN_PORT",
+    "INSTALLED_TEMPLATE_PATH",
+    "MIME_TYPES_PATH",
+    "TEMPLATE_PATH",
+    "format_address",
+    "parse_listen",
+    "render_config",
+]
+
+#: Where nginx listens when ``Config.nginx`` is not set and no ``listen_port`` is given.
+DEFAULT_LISTEN_PORT = 8000
+
+#: The template; ``nginx/`` sits next to the ``hybrid`` package in the source tree (and
+#: in an editable install): two levels above this file's package.
+TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "nginx" / "hybrid.conf.template"
+
+#: Where a wheel installs it (setup.cfg ``[options.data_files] share/hybrid/nginx``).
+INSTALLED_TEMPLATE_PATH = Path(sys.prefix) / "share" / "hybrid" / "nginx" / "hybrid.conf.template"
+
+#: Debian/Ubuntu's mime types; an inline table is used where it does not exist.
+MIME_TYPES_PATH = Path("/etc/nginx/mime.types")
+
+_INLINE_MIME_TYPES = """\
+types {
+    text/html                             html htm;
+    text/css                              css;
+    text/plain                            txt;
+    text/xml                              xml;
+    text/csv                              csv;
+    application/javascript                js mjs;
+    application/json                      json map;
+    application/xml                       rss atom;
+    application/pdf                       pdf;
+    application/zip                       zip;
+    application/gzip                      gz;
+    application/wasm                      wasm;
+    image/png                             png;
+    image/jpeg                            jpeg jpg;
+    image/gif                             gif;
+    image/svg+xml                         svg svgz;
+    image/webp                            webp;
+    image/avif                            avif;
+    image/x-icon                          ico;
+    font/woff                             woff;
+    font/woff2                            woff2;
+    font/ttf                              ttf;
+    font/otf                              otf;
+    audio/mpeg                            mp3;
+    audio/ogg                             ogg;
+    video/mp4                             mp4;
+    video/webm                            webm;
+}"""
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+_UNSAFE = re.compile(r"[\s;{}'\"\\#$]")
+
+
+def parse_listen(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``8000`` / ``0.0.0.0:80`` / ``[::1]:8000`` as ``(host, port)`` for ``--listen``.
+
+    Raises :class:`ConfigError` (a usage error) naming the accepted forms.
+    """
+    text = value.strip()
+    host, port_text = default_host, text
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            port_text = ""
+    elif ":" in text:
+        host, _, port_text = text.rpartition(":")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535 or not host:
+        raise ConfigError(
+            f"--listen {value!r}: use PORT, ADDR:PORT or [IPV6]:PORT, e.g. 8000 or 0.0.0.0:80",
+            option="--listen",
+            value=value,
+        )
+    return host, int(port_text)
+
+
+def render_config(
+    config: Config,
+    *,
+    prefix: str | Path,
+    listen_host: str = "127.0.0.1",
+    listen_port: int | None = None,
+    error_log: str | None = None,
+    access_log: str | None = None,
+) -> str:
+    """The complete ``nginx.conf`` for ``config``, with every file under ``prefix``.
+
+    nginx listens on ``listen_host``:``listen_port`` (default ``config.nginx``, else
+    :data:`DEFAULT_LISTEN_PORT`) and balances over ``config.host``:each of ``config.ports``
+    (``0.0.0.0``/``::`` become loopback). ``error_log`` is ``"stderr"`` or a path (default
+    ``PREFIX/error.log``; when it is ``"stderr"`` the file is written too, for
+    :class:`NginxProcess` to quote); ``access_log`` a path or ``"off"`` (default
+    ``PREFIX/access.log``).
+
+    Raises :class:`NginxError` when the template is missing, a static directory does not
+    exist, or a value cannot be written into an nginx config safely. No other I/O.
+    """
+    prefix_path = Path(os.path.abspath(prefix))
+    _check_word(str(prefix_path), "prefix directory")
+    port = listen_port if listen_port is not None else (config.nginx or DEFAULT_LISTEN_PORT)
+    if not 1 <= port <= 65535:
+        raise NginxError(f"nginx listen port {port} is out of range: use 1-65535")
+    if not config.ports:
+        raise NginxError("no worker ports to balance over: give --ports")
+    error_file = prefix_path / "error.log"
+    if error_log is None or error_log == str(error_file):
+        error_lines = [f"error_log {error_file} error;"]
+    elif error_log == "stderr":
+        error_lines = ["error_log stderr error;", f"error_log {error_file} error;"]
+    else:
+        _check_word(error_log, "error log path")
+        error_lines = [f"error_log {error_log} error;"]
+    access = access_log if access_log is not None else str(prefix_path / "access.log")
+    _check_word(access, "access log path")
+    values = {
+        "prefix": str(prefix_path),
+        "error_log": "\n".join(error_lines),
+        "access_log": "access_log off;" if access == "off" else f"access_log {access} hybrid;",
+        "mime_types": (
+            f"include {MIME_TYPES_PATH};" if MIME_TYPES_PATH.is_file() else _INLINE_MIME_TYPES
+        ),
+        "max_body_size": str(config.max_body_size),
+        "servers": "\n".join(
+            f"server {format_address(config.host, p)} max_fails=0;" for p in config.ports
+        ),
+        "tries": str(len(config.ports)),
+        "listen": format_address(listen_host, port, loopback=False),
+        "server_name": _server_name(config.server_name),
+        "static_locations": _static_locations(config.static),
+    }
+    return _render(_read_template(), values)
+
+
+def _read_template() -> str:
+    for path in (TEMPLATE_PATH, INSTALLED_TEMPLATE_PATH):
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise NginxError(f"nginx config template {path} cannot be read: {exc}") from None
+    raise NginxError(
+        f"nginx config template not found ({TEMPLATE_PATH} nor {INSTALLED_TEMPLATE_PATH}): "
+        "reinstall hybrid so that its nginx/ directory is present"
+    )
+
+
+def _render(template: str, values: Mapping[str, str]) -> str:
+    """Fill ``{{name}}`` placeholders. A placeholder alone on its line takes a multi-line
+    value, every line indented like the placeholder; an empty value removes the line."""
+    out: list[str] = []
+    for line in template.splitlines():
+        alone = _PLACEHOLDER.fullmatch(line.strip())
+        if alone:
+            indent = line[: len(line) - len(line.lstrip())]
+            value = _value(values, alone.group(1))
+            out.extend(indent + v if v.strip() else "" for v in value.splitlines())
+            continue
+
+        def inline(match: re.Match[str]) -> str:
+            value = _value(values, match.group(1))
+            if "\n" in value:
+                raise NginxError(f"template placeholder {match.group(0)} must be on its own line")
+            return value
+
+        out.append(_PLACEHOLDER.sub(inline, line))
+    text = "\n".join(out) + "\n"
+    if "{{" in text or "}}" in text:
+        raise NginxError(f"{TEMPLATE_PATH} has a malformed placeholder ('{{{{' or '}}}}' left)")
+    return text
+
+
+def _value(values: Mapping[str, str], name: str) -> str:
+    try:
+        return values[name]
+    except KeyError:
+        raise NginxError(
+            f"{TEMPLATE_PATH} uses unknown placeholder {{{{{name}}}}}; "
+            f"known: {', '.join(sorted(values))}"
+        ) from None
+
+
+def _check_word(text: str, what: str) -> None:
+    if not text or _UNSAFE.search(text):
+        raise NginxError(
+            f"{what} {text!r} cannot be written into an nginx config: "
+            "spaces, quotes, braces, '#', '$' and ';' are not allowed"
+        )
+
+
+def format_address(host: str, port: int, *, loopback: bool = True) -> str:
+    """``HOST:PORT`` for nginx; wildcard hosts become loopback for upstream servers."""
+    host = host.strip().strip("[]")
+    if loopback and host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif loopback and host == "::":
+        host = "::1"
+    _check_word(host or "?", "address")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _server_name(names: str) -> str:
+    for name in names.split():
+        _check_word(name, "server name")
+    if not names.split():
+        raise NginxError("server name is empty: use _ for any host name")
+    return " ".join(names.split())
+
+
+def _static_locations(static: tuple[tuple[str, str], ...]) -> str:
+    blocks: list[str] = []
+    seen: set[str] = set()
+    for url, directory in static:
+        if url == "/":
+            raise NginxError(
+                f"--static {url}={directory}: the URL / is the workers'; "
+                "serve static files under a prefix such as /static/"
+            )
+        if url in seen:
+            raise NginxError(f"--static {url} is given twice: give each URL once")
+        seen.add(url)
+        _check_word(url, "static URL")
+        _check_word(directory, "static directory")
+        if not os.path.isdir(directory):
+            what = "is not a directory" if os.path.exists(directory) else "does not exist"
+            raise NginxError(
+                f"static directory {directory} for {url} {what}: create it "
+                "(python manage.py collectstatic) or fix --static"
+            )
+        blocks.append(
+            f"location {url} {{\n"
+            f"    alias {directory.rstrip('/')}/;\n"
+            "    expires 7d;\n"
+            "    access_log off;\n"
+            "}"
+        )
+    return "\n\n".join(blocks)
