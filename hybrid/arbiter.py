@@ -25,7 +25,6 @@ during a reload, which is then abandoned while the old workers keep serving.
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from hybrid.config import Config
+from hybrid.control import remove_pidfile, write_pidfile, write_status
 from hybrid.errors import WorkerBootError, describe_exception
 from hybrid.log import gen_log
 from hybrid.nginx import NginxProcess
@@ -50,7 +50,7 @@ from hybrid.procutil import (
 from hybrid.sockets import bind_metrics_ports, bind_ports, close_sockets
 from hybrid.worker import BOOT_ERROR_EXIT, Worker
 
-__all__ = ["Arbiter", "serve", "status_path"]
+__all__ = ["Arbiter", "serve"]
 
 #: A worker that dies this many times in a row before it is ready makes the master halt.
 MAX_BOOT_FAILURES = 5
@@ -64,11 +64,6 @@ RSS_CHECK_INTERVAL = 1.0
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 _HANDLED_SIGNALS = (*_STOP_SIGNALS, signal.SIGHUP, signal.SIGCHLD)
-
-
-def status_path(pidfile: str) -> str:
-    """The status file the master keeps next to its pidfile (``hybrid status`` reads it)."""
-    return pidfile + ".json"
 
 
 def serve(config: Config) -> int:
@@ -205,8 +200,7 @@ class Arbiter:
 
     def _write_pidfile(self) -> None:
         if self.config.pidfile:
-            with open(self.config.pidfile, "w") as f:
-                f.write(f"{self.pid}\n")
+            write_pidfile(self.config.pidfile, self.pid)
 
     def status(self) -> dict[str, object]:
         """What ``hybrid status`` shows: the master, nginx and every worker."""
@@ -252,14 +246,7 @@ class Arbiter:
         if not self.config.pidfile or time.monotonic() < self._next_status_write:
             return
         self._next_status_write = time.monotonic() + STATUS_INTERVAL
-        path = status_path(self.config.pidfile)
-        tmp = f"{path}.{self.pid}.tmp"
-        try:
-            with open(tmp, "w") as f:
-                json.dump(self.status(), f)
-            os.replace(tmp, path)
-        except OSError as exc:
-            gen_log.warning("cannot write status file %s: %s", path, exc.strerror)
+        write_status(self.config.pidfile, self.pid, self.status())
 
     def _close(self) -> None:
         for signum, handler in self._old_handlers.items():
@@ -274,14 +261,7 @@ class Arbiter:
         self.sockets.clear()
         self.metrics_sockets.clear()
         if self.config.pidfile:
-            try:
-                with open(self.config.pidfile) as f:
-                    ours = f.read().strip() == str(self.pid)
-                if ours:
-                    os.unlink(self.config.pidfile)
-                    os.unlink(status_path(self.config.pidfile))
-            except OSError:
-                pass
+            remove_pidfile(self.config.pidfile, self.pid)
 
     # -- the main loop's steps -----------------------------------------------------------
 

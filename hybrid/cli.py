@@ -13,16 +13,21 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from hybrid import __version__
 from hybrid.arbiter import serve
 from hybrid.config import OPTIONS, Config, Option, build_config, parse_positive_float
-from hybrid.errors import ConfigError, HybridError
+from hybrid.control import (
+    DEFAULT_WAIT,
+    format_status,
+    metrics_urls,
+    read_status,
+    signal_and_wait,
+)
+from hybrid.errors import ConfigError, ControlError, HybridError
 from hybrid.log import configure_logging
-from hybrid.procutil import is_running, started_after
 
 __all__ = ["add_serve_arguments", "main", "run_serve"]
 
@@ -116,92 +121,43 @@ def print_nginx_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_status(pidfile: str, prog: str) -> dict[str, Any] | None:
-    """The running master's status file, or None after printing one line on stderr."""
-    from hybrid.arbiter import status_path
-
-    path = status_path(pidfile)
-    try:
-        with open(path) as f:
-            status = json.load(f)
-        os.kill(int(status["master"]), 0)
-    except FileNotFoundError:
-        print(
-            f"{prog}: error: no status file {path!r}: is `hybrid serve --pidfile {pidfile}` "
-            "running?",
-            file=sys.stderr,
-        )
-        return None
-    except ProcessLookupError:
-        print(
-            f"{prog}: error: master {status['master']} is not running (stale {path!r})",
-            file=sys.stderr,
-        )
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"{prog}: error: cannot read {path!r}: {exc}", file=sys.stderr)
-        return None
-    return dict(status)
-
-
 def print_metrics(pidfile: str) -> int:
     """``hybrid metrics``: every worker's metrics as one exposition, labelled by port."""
     from hybrid.metrics import aggregate
 
-    status = read_status(pidfile, "hybrid metrics")
-    if status is None:
-        return 1
-    urls = {w["port"]: w["metrics"] for w in status["workers"] if w.get("metrics")}
-    if not urls:
-        print(
-            "hybrid metrics: error: the workers serve no metrics: start hybrid serve with "
-            "--metrics-port PORT",
-            file=sys.stderr,
-        )
-        return 1
+    try:
+        urls = metrics_urls(read_status(pidfile))
+    except ControlError as exc:
+        return _fail("hybrid metrics", exc)
     sys.stdout.write(aggregate(urls).decode())
     return 0
 
 
 def print_status(pidfile: str, *, as_json: bool) -> int:
     """``hybrid status``: read the status file the master keeps next to its pidfile."""
-    status = read_status(pidfile, "hybrid status")
-    if status is None:
-        return 1
-    if as_json:
-        print(json.dumps(status, indent=2))
-        return 0
-    now = time.time()
-    nginx = status.get("nginx")
-    print(
-        f"master {status['master']}, up {_duration(now - status['started'])}"
-        + (f", nginx {nginx['pid']} on port {nginx['port']}" if nginx else "")
-    )
-    rows = [("PORT", "PID", "STATE", "UPTIME", "REQUESTS", "RSS MB", "RESTARTS")]
-    for w in status["workers"]:
-        rss = "-" if w["rss_mb"] is None else f"{w['rss_mb']:.0f}"
-        rows.append(
-            (
-                str(w["port"]),
-                str(w["pid"]),
-                w["state"],
-                _duration(now - w["started"]),
-                str(w["requests"]),
-                rss,
-                str(w["restarts"]),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
+    try:
+        status = read_status(pidfile)
+    except ControlError as exc:
+        return _fail("hybrid status", exc)
+    print(json.dumps(status, indent=2) if as_json else format_status(status))
     return 0
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+def reload_or_stop(pidfile: str, signum: int, prog: str, wait: float | None) -> int:
+    """``hybrid reload`` / ``hybrid stop``: signal the master, and with ``--wait`` report
+    how long the reload or the stop took (see :func:`hybrid.control.signal_and_wait`)."""
+    try:
+        took = signal_and_wait(pidfile, signum, wait)
+    except ControlError as exc:
+        return _fail(prog, exc)
+    if took is not None:
+        print(f"{'stopped' if signum == signal.SIGTERM else 'reloaded'} in {took:.1f} s")
+    return 0
+
+
+def _fail(prog: str, exc: HybridError) -> int:
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,128 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: How long ``reload --wait`` / ``stop --wait`` wait by default (boots and drains included).
-DEFAULT_WAIT = 120.0
-
-
 def _wait_seconds(text: str) -> float:
     try:
         return parse_positive_float(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
-
-
-def signal_master(pidfile: str, signum: int, prog: str) -> int:
-    """Send ``signum`` to the master whose pid is in ``pidfile``."""
-    try:
-        with open(pidfile) as f:
-            text = f.read().strip()
-    except OSError as exc:
-        print(
-            f"{prog}: error: cannot read pidfile {pidfile!r} ({exc.strerror}): is "
-            f"`hybrid serve --pidfile {pidfile}` running?",
-            file=sys.stderr,
-        )
-        return 1
-    if not text.isdigit():
-        print(f"{prog}: error: pidfile {pidfile!r} does not hold a pid", file=sys.stderr)
-        return 1
-    if started_after(int(text), pidfile):
-        print(
-            f"{prog}: error: process {text} started after {pidfile!r} was written, so it is "
-            "not the master that wrote it (stale pidfile: was hybrid serve killed?)",
-            file=sys.stderr,
-        )
-        return 1
-    try:
-        os.kill(int(text), signum)
-    except ProcessLookupError:
-        print(
-            f"{prog}: error: no process {text} (stale pidfile {pidfile!r}); "
-            "is hybrid serve running?",
-            file=sys.stderr,
-        )
-        return 1
-    except PermissionError:
-        print(
-            f"{prog}: error: not allowed to signal process {text}; run as its user", file=sys.stderr
-        )
-        return 1
-    return 0
-
-
-def signal_and_wait(pidfile: str, signum: int, prog: str, wait: float | None) -> int:
-    """``hybrid reload`` / ``hybrid stop``: signal the master; with ``wait`` seconds, return
-    once the master has exited (stop), or once the reload is done: every port served by a
-    worker started after the signal and every old worker gone (drained, so no keep-alive
-    connection can reach old code). Fails with one line naming what is pending, at once
-    when the master abandons the reload."""
-    if wait is None:
-        return signal_master(pidfile, signum, prog)
-    before = read_status(pidfile, prog)
-    if before is None:
-        return 1
-    master = int(before["master"])
-    old = {int(w["pid"]) for w in before["workers"]}
-    reloads = int((before.get("reload") or {}).get("count", 0))
-    started = time.monotonic()
-    code = signal_master(pidfile, signum, prog)
-    if code:
-        return code
-    deadline = started + wait
-    pending = "the master has not started the reload"
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
-        if not is_running(master):
-            if signum == signal.SIGTERM:
-                print(f"stopped in {time.monotonic() - started:.1f} s")
-                return 0
-            print(f"{prog}: error: the master {master} exited during the reload", file=sys.stderr)
-            return 1
-        if signum != signal.SIGHUP:
-            continue
-        progress = _reload_progress(pidfile, reloads, old)
-        if progress is None:
-            continue
-        pending, abandoned = progress
-        if abandoned:
-            print(f"{prog}: error: reload abandoned: {abandoned}; the old workers keep "
-                  "serving (see the master's log)", file=sys.stderr)
-            return 1
-        if not pending:
-            print(f"reloaded in {time.monotonic() - started:.1f} s")
-            return 0
-    if signum == signal.SIGTERM:
-        pending = f"master {master} still running"
-    print(f"{prog}: error: not done after {wait:g} s ({pending}); see its log", file=sys.stderr)
-    return 1
-
-
-def _reload_progress(pidfile: str, reloads: int, old: set[int]) -> tuple[str, str | None] | None:
-    """``(what is pending, "" when done; why it was abandoned or None)`` for the reload
-    after ``reloads``; None while the status file cannot be read (it is being replaced)."""
-    from hybrid.arbiter import status_path
-
-    try:
-        with open(status_path(pidfile)) as f:
-            status = json.load(f)
-        workers = status["workers"]
-        reload = status["reload"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if int(reload["count"]) <= reloads:
-        return "the master has not started the reload", None
-    if reload["abandoned"]:
-        return "", str(reload["abandoned"])
-    ports = {int(w["port"]) for w in workers}
-    renewed = {int(w["port"]) for w in workers if w["state"] == "serving" and w["pid"] not in old}
-    waiting = sorted(ports - renewed)
-    draining = sorted(int(w["pid"]) for w in workers if w["pid"] in old)
-    if waiting:
-        return "ports still on old workers: " + ", ".join(map(str, waiting)), None
-    if draining:
-        return "old workers still draining: " + ", ".join(map(str, draining)), None
-    return "", None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -417,6 +256,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "metrics":
         return print_metrics(args.pidfile)
     if args.command in ("reload", "stop"):
-        return signal_and_wait(args.pidfile, args.signum, f"hybrid {args.command}", args.wait)
+        return reload_or_stop(args.pidfile, args.signum, f"hybrid {args.command}", args.wait)
     parser.print_help(sys.stderr)
     return 2

@@ -7,11 +7,13 @@
     ├── AppLoadError             the Django project or HYBRID_ROUTES cannot be loaded; `target`
     ├── UnsupportedVersionError  an installed Django/Tornado/aiomysql/Python lacks an internal
     │                            hybrid needs; `library`, `version`, `missing`, `requirement`
+    ├── ControlError             a running master cannot be reached through its pidfile, or a
+    │                            reload/stop did not complete (hybrid.control); `pidfile`
     ├── ServerError              the process model could not do its job
     │   ├── BindError            a port could not be bound; `host`, `port`, `errno`
     │   ├── WorkerBootError      a worker failed while booting; `port`, `reason`
     │   └── NginxError           nginx missing, config rejected by ``nginx -t``, or it could
-    │                            not start; `output`, `returncode` (in hybrid.nginx)
+    │                            not start; `output`, `returncode` (raised by hybrid.nginx)
     └── CommandError             a system command could not be run as asked; `cmd`
         ├── CommandNotFound      no such executable on PATH (also a FileNotFoundError)
         ├── CommandNotAllowed    an AllowList refused the command or an argument;
@@ -22,7 +24,9 @@
             └── CommandTimeout   check=True and it ran past its timeout; `timeout`
                                  (also a TimeoutError)
 
-(The ``Command*`` errors live in :mod:`hybrid.process.errors`.)
+Every class in the tree is exported from :mod:`hybrid`. The ``Command*`` errors are defined
+in :mod:`hybrid.process.errors`, next to the command runner that raises them; the others
+here.
 
 Every message says what went wrong and how to fix it, in one line, because the CLI prints
 ``str(exc)`` as its single line of output on stderr.
@@ -34,6 +38,7 @@ __all__ = [
     "AppLoadError",
     "BindError",
     "ConfigError",
+    "ControlError",
     "HybridError",
     "NginxError",
     "ServerError",
@@ -112,6 +117,15 @@ class UnsupportedVersionError(HybridError):
         return cls(
             message, library=library, version=version, missing=missing, requirement=requirement
         )
+
+
+class ControlError(HybridError):
+    """A running master cannot be reached through its pidfile (missing, stale, not ours to
+    signal), or the reload or stop it was asked for did not complete; ``pidfile``."""
+
+    def __init__(self, message: str, *, pidfile: str | None = None) -> None:
+        super().__init__(message)
+        self.pidfile = pidfile
 
 
 class ServerError(HybridError):

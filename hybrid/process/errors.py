@@ -1,14 +1,6 @@
 """The command runner's errors, a branch of :class:`hybrid.errors.HybridError`.
 
-::
-
-    CommandError                 a system command could not be run as asked; `cmd`
-    ├── CommandNotFound          no such executable on PATH (also a FileNotFoundError)
-    ├── CommandNotAllowed        an AllowList refused the command or an argument; `name`, `argument`
-    ├── CommandBusy              no slot in the worker's concurrency limit within `queue_timeout`
-    └── CommandFailed            check=True and the command exited non-zero; `result`, `returncode`,
-        │                        `stdout`, `stderr`
-        └── CommandTimeout       check=True and the command ran past its timeout; `timeout`
+The tree they form is drawn once, in :mod:`hybrid.errors`.
 """
 
 from __future__ import annotations
