@@ -47,6 +47,7 @@ from hybrid.procutil import (
     raise_open_files_limit,
     rss_mb,
 )
+from hybrid.protocol import BootError, Heartbeat, Ready, Recycle, parse, split_lines
 from hybrid.sockets import bind_metrics_ports, bind_ports, close_sockets
 from hybrid.worker import BOOT_ERROR_EXIT, Worker
 
@@ -311,11 +312,11 @@ class Arbiter:
                 worker.buffer += chunk
         except OSError:
             pass
-        while b"\n" in worker.buffer:
-            line, _, worker.buffer = worker.buffer.partition(b"\n")
-            kind, _, text = line.decode("utf-8", "replace").partition(" ")
-            worker.last_beat = time.monotonic()
-            if kind == "ready":
+        lines, worker.buffer = split_lines(worker.buffer)
+        for line in lines:
+            message = parse(line)
+            worker.last_beat = time.monotonic()  # any line is a sign of life
+            if isinstance(message, Ready):
                 worker.ready = True
                 self._boot_failures.pop(worker.port, None)
                 gen_log.info(
@@ -324,12 +325,14 @@ class Arbiter:
                     _url_host(self.config.host),
                     worker.port,
                 )
-            elif kind == "hb" and text.isdigit():
-                worker.served = int(text)
-            elif kind == "boot-error":
-                worker.boot_error = text
-            elif kind == "recycle" and worker.retiring_since is None:
-                gen_log.info("worker %d on port %d %s; replacing it", worker.pid, worker.port, text)
+            elif isinstance(message, Heartbeat):
+                worker.served = message.served
+            elif isinstance(message, BootError):
+                worker.boot_error = message.reason
+            elif isinstance(message, Recycle) and worker.retiring_since is None:
+                gen_log.info(
+                    "worker %d on port %d %s; replacing it", worker.pid, worker.port, message.reason
+                )
                 self._queue_replacement(worker.port)
 
     def _queue_replacement(self, port: int) -> None:

@@ -1,14 +1,8 @@
 """One worker: one port, one IOLoop, one Django project. Runs only in a forked child.
 
-The worker tells its master how it is doing over a pipe, one line per message:
-
-=====================  ==============================================================
-``ready``              it serves; sent once, after the project loaded
-``boot-error REASON``  the project cannot load (then it exits with BOOT_ERROR_EXIT)
-``hb SERVED``          a heartbeat from the IOLoop (silence means a blocked loop), with
-                       the number of requests served so far
-``recycle REASON``     it wants to be replaced (``--max-requests`` reached)
-=====================  ==============================================================
+The worker tells its master how it is doing over a pipe, one line per message
+(:mod:`hybrid.protocol`): ready, a boot error, heartbeats with the requests served, a wish
+to be recycled.
 
 It stops on SIGTERM (or SIGQUIT): stop accepting, close idle keep-alive connections, let
 in-flight requests finish up to ``graceful_timeout``, close the rest, exit 0. It ignores
@@ -22,7 +16,6 @@ import asyncio
 import gc
 import os
 import random
-import select
 import signal
 import socket
 import time
@@ -40,6 +33,7 @@ from hybrid.errors import HybridError, describe_exception
 from hybrid.log import gen_log
 from hybrid.metrics import MetricsHandler, WorkerMetrics
 from hybrid.process import command_timeouts, running_commands, set_max_concurrent, terminate_all
+from hybrid.protocol import BootError, Heartbeat, Message, Ready, Recycle, encode
 from hybrid.web import HEAD_READ_FACTOR, HybridApplication, make_app
 
 __all__ = ["BOOT_ERROR_EXIT", "Worker", "heartbeat_interval"]
@@ -110,11 +104,10 @@ class Worker:
         os.set_blocking(self.notify_fd, False)  # a busy master must never block us
         return asyncio.run(self._main())
 
-    def notify(self, message: str) -> None:
+    def notify(self, message: Message) -> None:
         """Send one line to the master; never raises nor blocks (the master may be gone)."""
-        data = (message.replace("\n", " ") + "\n").encode("utf-8", "replace")
         try:
-            os.write(self.notify_fd, data[: select.PIPE_BUF])
+            os.write(self.notify_fd, encode(message))
         except OSError:
             pass
 
@@ -122,10 +115,10 @@ class Worker:
         try:
             app = make_app(self.config, self.port)
         except HybridError as exc:
-            self.notify(f"boot-error {exc}")
+            self.notify(BootError(str(exc)))
             return BOOT_ERROR_EXIT
         except Exception as exc:  # a bug of ours or the project's: still one line
-            self.notify(f"boot-error {describe_exception(exc)}")
+            self.notify(BootError(describe_exception(exc)))
             return BOOT_ERROR_EXIT
         setup_native_db(self.config)  # patches the async ORM; pools open on first use
         tune_gc(self.config.gc_threshold)
@@ -154,13 +147,13 @@ class Worker:
         periodic = [
             PeriodicCallback(check_parent, PARENT_CHECK_INTERVAL * 1000),
             PeriodicCallback(
-                lambda: self.notify(f"hb {app.served}"),
+                lambda: self.notify(Heartbeat(app.served)),
                 heartbeat_interval(self.config.timeout) * 1000,
             ),
         ]
         for callback in periodic:
             callback.start()
-        self.notify("ready")
+        self.notify(Ready())
         await stopping.wait()
         for callback in periodic:
             callback.stop()
@@ -191,7 +184,7 @@ class Worker:
         def check() -> None:
             if self.max_requests and app.served >= self.max_requests and not self._recycle_asked:
                 self._recycle_asked = True
-                self.notify(f"recycle served {app.served} requests (--max-requests)")
+                self.notify(Recycle(f"served {app.served} requests (--max-requests)"))
 
         return check
 

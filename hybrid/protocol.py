@@ -1,0 +1,102 @@
+"""What a worker tells its master, over a pipe: one line per message, defined once here.
+
+=====================  ==============================================================
+``ready``              it serves; sent once, after the project loaded
+``boot-error REASON``  the project cannot load (then it exits with ``BOOT_ERROR_EXIT``)
+``hb SERVED``          a heartbeat from the IOLoop (silence means a blocked loop), with
+                       the number of requests served so far
+``recycle REASON``     it wants to be replaced (``--max-requests`` reached)
+=====================  ==============================================================
+
+The worker (:mod:`hybrid.worker`) writes :func:`encode`'s bytes, each at most
+``PIPE_BUF`` so that one write is one whole line; the master (:mod:`hybrid.arbiter`) cuts
+what it reads into lines with :func:`split_lines` and reads each with :func:`parse`, which
+returns None for a line it does not understand (the master still counts it as a sign of
+life).
+"""
+
+from __future__ import annotations
+
+import select
+from dataclasses import dataclass
+
+__all__ = [
+    "MAX_LINE",
+    "BootError",
+    "Heartbeat",
+    "Message",
+    "Ready",
+    "Recycle",
+    "encode",
+    "parse",
+    "split_lines",
+]
+
+#: The longest line, newline included: a pipe write up to ``PIPE_BUF`` bytes is atomic.
+MAX_LINE = select.PIPE_BUF
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The worker serves: its project loaded and its sockets accept."""
+
+
+@dataclass(frozen=True)
+class BootError:
+    """The project cannot load in the worker; ``reason`` is one line."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """The worker's IOLoop runs; ``served`` requests so far."""
+
+    served: int
+
+
+@dataclass(frozen=True)
+class Recycle:
+    """The worker asks to be replaced; ``reason`` says why (``--max-requests``)."""
+
+    reason: str
+
+
+Message = Ready | BootError | Heartbeat | Recycle
+
+
+def encode(message: Message) -> bytes:
+    """``message`` as one line: newline-terminated, newlines inside replaced by spaces, at
+    most :data:`MAX_LINE` bytes (a long reason is cut)."""
+    if isinstance(message, Ready):
+        text = "ready"
+    elif isinstance(message, BootError):
+        text = f"boot-error {message.reason}"
+    elif isinstance(message, Heartbeat):
+        text = f"hb {message.served}"
+    else:
+        text = f"recycle {message.reason}"
+    data = text.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")
+    return data[: MAX_LINE - 1] + b"\n"
+
+
+def parse(line: bytes) -> Message | None:
+    """The message in ``line`` (with or without its newline), or None when it is not one:
+    an unknown kind, or a heartbeat without a count. Text after ``ready`` is ignored; a
+    reason may be empty."""
+    kind, _, text = line.rstrip(b"\n").decode("utf-8", "replace").partition(" ")
+    if kind == "ready":
+        return Ready()
+    if kind == "hb":
+        return Heartbeat(int(text)) if text.isascii() and text.isdigit() else None
+    if kind == "boot-error":
+        return BootError(text)
+    if kind == "recycle":
+        return Recycle(text)
+    return None
+
+
+def split_lines(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """The complete lines in ``buffer`` (without newlines) and what is left after them."""
+    *lines, rest = buffer.split(b"\n")
+    return lines, rest
