@@ -1,9 +1,9 @@
 """The bridge's overhead: DjangoHandler vs a plain Tornado handler, for hello and a DB read.
 
-    python scripts/bench/bridge_overhead.py [--duration 10] [--concurrency 32] [--wrk]
+    python -m scripts.bench.bridge_overhead [--duration 10] [--concurrency 32] [--wrk]
 
 Starts ``hybrid serve`` on one port with ``tests/testproject`` (SQLite in a temporary
-directory, migrated and seeded here), then drives two pairs with the same load, one after
+directory, migrated and filled here), then drives two pairs with the same load, one after
 the other: ``/bench/bridged-hello`` (a ``DjangoHandler`` writing "hello" through Django's
 default ``MIDDLEWARE``) against ``/bench/plain-hello`` (a ``tornado.web.RequestHandler``),
 and ``/bench/bridged`` (the same, reading one row with ``Item.objects.aget``: a database
@@ -21,47 +21,26 @@ import asyncio
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from . import wrk
+from .harness import free_port, stop_process, wait_ready
+from .paths import REPO
+
 TESTS = REPO / "tests"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def prepare(env: dict[str, str]) -> None:
-    """Migrate the SQLite database and seed the row the endpoints read."""
+    """Migrate the SQLite database and create the row the endpoints read."""
     code = (
         "import django; django.setup();"
         "from django.core.management import call_command; call_command('migrate', verbosity=0);"
         "from shop.models import Item; Item.objects.get_or_create(pk=1, defaults={'name': 'bench'})"
     )
     subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, check=True)
-
-
-def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"hybrid serve exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/plain", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("hybrid serve did not answer")
 
 
 async def one_connection(port: int, path: str, stop: float, counts: list[int]) -> None:
@@ -89,13 +68,10 @@ async def drive(port: int, path: str, duration: float, concurrency: int) -> floa
 
 
 def drive_wrk(port: int, path: str, duration: float, concurrency: int) -> float:
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{concurrency}", f"-d{int(duration)}s", f"http://127.0.0.1:{port}{path}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    url = f"http://127.0.0.1:{port}{path}"
+    argv = wrk.command(url, concurrency, int(duration), latency=False)
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return float(wrk.parse(out)["rps"])
 
 
 def main() -> None:
@@ -119,7 +95,10 @@ def main() -> None:
     argv += ["--db-threads", str(args.db_threads), "--log-level", "warning"]
     proc = subprocess.Popen(argv, env=env, cwd=REPO, start_new_session=True)
     try:
-        wait_ready(port, proc)
+        try:
+            wait_ready(proc, f"http://127.0.0.1:{port}/bench/plain", timeout=30)
+        except RuntimeError as error:
+            raise SystemExit(f"hybrid serve {error}") from None
         results = {}
         for name in ("plain-hello", "bridged-hello", "plain", "bridged"):
             path = f"/bench/{name}?pk=1"
@@ -140,11 +119,7 @@ def main() -> None:
         print(f"read : DjangoHandler + MIDDLEWARE : {bridged_read:8.0f} req/s")
         print(f"read : ratio bridged / plain      : {bridged_read / read:8.2f}")
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process(proc, grace=30)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -1,7 +1,7 @@
 """N idle keep-alive connections to one server (the target: a worker holding 10,000 of them).
 
-    python scripts/bench/idle_conns.py PORT [--path /h/ping] [--connections 10000]
-                                             [--hold 3]
+    python -m scripts.bench.idle_conns PORT [--path /h/ping] [--connections 10000]
+                                           [--hold 3]
 
 Opens the connections (at most ``--parallel`` connecting at once), sends one
 ``GET PATH HTTP/1.1`` on each and reads its response, then keeps every connection open
@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
 import time
 from dataclasses import dataclass, field
+
+from .harness import raise_nofile
 
 
 @dataclass
@@ -38,15 +39,6 @@ class Idle:
         await asyncio.gather(*(w.wait_closed() for w in self.writers), return_exceptions=True)
         self.writers.clear()
         self.readers.clear()
-
-
-def raise_nofile(wanted: int) -> int:
-    """Raise the soft RLIMIT_NOFILE towards ``wanted`` (at most the hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < wanted:
-        soft = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    return soft
 
 
 async def _one(host: str, port: int, request: bytes, idle: Idle) -> None:

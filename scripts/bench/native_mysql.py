@@ -1,6 +1,6 @@
 """Benchmark (not a test): Django's async ORM natively on aiomysql vs the thread path.
 
-    python scripts/bench/native_mysql.py [--requests 2000] [--repeat 3] [--lanes 8]
+    python -m scripts.bench.native_mysql [--requests 2000] [--repeat 3] [--lanes 8]
 
 Starts a private MariaDB with scripts/mariadb, creates the tests/nativedb tables, then in
 one process and one event loop times, for concurrency 1, 64 and 256:
@@ -22,15 +22,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from .database import create_database, start_mariadb, stop_mariadb
+from .paths import REPO, import_package
+from .rounds import alternate, compare
+
+DATABASE = "hybrid_bench"
+Sample = tuple[float, float]  # (requests per second, CPU microseconds per request)
 
 
 def main() -> None:
@@ -40,34 +41,20 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     directory = tempfile.mkdtemp(prefix="hybrid-bench-")
-    started = subprocess.run(
-        ["bash", str(REPO / "scripts" / "mariadb"), "start", directory],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    env = dict(line.split("=", 1) for line in started.stdout.split())
+    env = start_mariadb(directory)
     try:
         run(env, args.requests, args.lanes, args.repeat)
     finally:
-        subprocess.run(["bash", str(REPO / "scripts" / "mariadb"), "stop", directory], check=False)
+        stop_mariadb(directory)
 
 
 def run(env: dict[str, str], requests: int, lane_count: int, repeat: int) -> None:
     import pymysql
 
-    sys.path[:0] = [str(REPO), str(REPO / "tests")]
+    import_package("nativedb", REPO / "tests" / "nativedb")  # the tests' app, as a package
     pymysql.version_info = (2, 2, 7, "final", 0)
     pymysql.install_as_MySQLdb()
-    admin = pymysql.connect(
-        host=env["MARIADB_HOST"],
-        port=int(env["MARIADB_PORT"]),
-        user=env["MARIADB_USER"],
-        password=env["MARIADB_PASSWORD"],
-    )
-    with admin.cursor() as cursor:
-        cursor.execute("CREATE DATABASE IF NOT EXISTS hybrid_bench CHARACTER SET utf8mb4")
-    admin.close()
+    create_database(env, DATABASE)
     from django.conf import settings
 
     settings.configure(
@@ -80,7 +67,7 @@ def run(env: dict[str, str], requests: int, lane_count: int, repeat: int) -> Non
                 "PORT": env["MARIADB_PORT"],
                 "USER": env["MARIADB_USER"],
                 "PASSWORD": env["MARIADB_PASSWORD"],
-                "NAME": "hybrid_bench",
+                "NAME": DATABASE,
                 "CONN_MAX_AGE": 600,
             }
         },
@@ -114,7 +101,7 @@ def run(env: dict[str, str], requests: int, lane_count: int, repeat: int) -> Non
         async with lanes.lane_context():
             return await fn(n)
 
-    async def measure(fn: Any, concurrency: int, native: bool) -> tuple[float, float]:
+    async def measure(fn: Any, concurrency: int, native: bool) -> Sample:
         """(requests per second, CPU microseconds per request)."""
         semaphore = asyncio.Semaphore(concurrency)
 
@@ -139,20 +126,21 @@ def run(env: dict[str, str], requests: int, lane_count: int, repeat: int) -> Non
         )
         for name, fn in (("aget", get_one), ("list100", list_100)):
             for concurrency in (1, 64, 256):
-                native_runs, thread_runs = [], []
-                for _ in range(repeat):
+
+                async def natively(fn: Any = fn, concurrency: int = concurrency) -> Sample:
                     hybrid.db.activate()
-                    native_runs.append(await measure(fn, concurrency, True))
+                    figures = await measure(fn, concurrency, True)
                     await hybrid.db.close_pools()  # also deactivates the loop: thread path
-                    thread_runs.append(await measure(fn, concurrency, False))
-                native = statistics.median(r for r, _ in native_runs)
-                threaded = statistics.median(r for r, _ in thread_runs)
-                native_cpu = statistics.median(c for _, c in native_runs)
-                thread_cpu = statistics.median(c for _, c in thread_runs)
+                    return figures
+
+                async def threaded(fn: Any = fn, concurrency: int = concurrency) -> Sample:
+                    return await measure(fn, concurrency, False)
+
+                c = compare(*await alternate(repeat, natively, threaded))
                 print(
-                    f"{name:<10} {concurrency:>5} {native:>10.0f} {threaded:>11.0f} "
-                    f"{native / threaded:>6.2f} {native_cpu:>14.0f} {thread_cpu:>16.0f} "
-                    f"{thread_cpu / native_cpu:>6.2f}"
+                    f"{name:<10} {concurrency:>5} {c.first_rate:>10.0f} {c.second_rate:>11.0f} "
+                    f"{c.rate_ratio:>6.2f} {c.first_cpu_us:>14.0f} {c.second_cpu_us:>16.0f} "
+                    f"{c.cpu_ratio:>6.2f}"
                 )
         await lanes.close_pools()
 

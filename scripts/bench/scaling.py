@@ -1,6 +1,6 @@
 """Scaling over ports behind nginx: 1, 2, 4, 8 workers, one port each.
 
-    python scripts/bench/scaling.py [--ports 1,2,4,8] [--duration 8] [--out DIR]
+    python -m scripts.bench.scaling [--ports 1,2,4,8] [--duration 8] [--out DIR]
 
 For a machine with many cores (the target, 8 ports >= 6x one port, needs 16): for each
 count it starts ``hybrid serve --ports ... --nginx PORT`` with the test project
@@ -21,64 +21,35 @@ import argparse
 import json
 import os
 import platform
-import re
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts" / "bench"))
-
-from peers import free_port, to_ms, tree_pids, wait_ready  # noqa: E402  (the harness's)
+from . import wrk
+from .harness import Server, Stack, cpu_seconds, descendants, free_port, wait_ready
+from .paths import REPO, RESULTS
 
 PATHS = ("/bench/bridged-hello", "/bench/plain-hello")
 
 
-def wrk(url: str, seconds: float, connections: int, threads: int) -> dict[str, float]:
-    binary = os.environ.get("WRK") or shutil.which("wrk") or "wrk"
-    argv = [binary, f"-t{threads}", f"-c{connections}", f"-d{seconds:.0f}s", "--latency", url]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+def drive(url: str, seconds: float, connections: int, threads: int) -> dict[str, Any]:
+    """req/s, p50/p99 (NaN when wrk shows none) and non-2xx answers of one wrk run."""
+    argv = wrk.command(url, connections, seconds, threads, wrk=wrk.binary())
+    figures = wrk.parse(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
 
-    def latency(label: str) -> float:
-        match = re.search(rf"{label}\s+([\d.]+(?:us|ms|s))\b", out)
-        return to_ms(match[1]) if match else float("nan")
+    def latency(key: str) -> float:
+        value = figures[key]
+        return float("nan") if value is None else float(value)
 
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
-        "rps": rps,
-        "p50_ms": latency("50%"),
-        "p99_ms": latency("99%"),
-        "non_2xx": int(errors[1]) if errors else 0,
+        "rps": figures["rps"],
+        "p50_ms": latency("p50_ms"),
+        "p99_ms": latency("p99_ms"),
+        "non_2xx": figures["non2xx"],
     }
-
-
-def descendants(root: int) -> dict[int, str]:
-    """Every process under ``root`` (pid -> its command name)."""
-    names = {}
-    for pid in tree_pids(root)[1:]:
-        try:
-            names[pid] = Path(f"/proc/{pid}/comm").read_text().strip()
-        except OSError:
-            continue
-    return names
-
-
-def cpu_seconds(pids: dict[int, str]) -> dict[int, float]:
-    ticks = os.sysconf("SC_CLK_TCK")
-    result = {}
-    for pid in pids:
-        try:
-            raw = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = raw[raw.rindex(")") + 2 :].split()
-        result[pid] = (int(fields[11]) + int(fields[12])) / ticks
-    return result
 
 
 def upstream_time_waits(ports: list[int]) -> dict[str, int]:
@@ -117,18 +88,17 @@ def measure(count: int, args: argparse.Namespace, workdir: str) -> dict[str, obj
     nginx = env.pop("NGINX_BIN", None)  # not NGINX: nginx itself reads that variable
     if nginx:
         env["PATH"] = os.path.dirname(nginx) + os.pathsep + env.get("PATH", "")
-    log = open(os.path.join(workdir, f"serve{count}.log"), "wb")  # noqa: SIM115
-    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    server = Server(Stack("serve", count, argv, front, "/", cwd=REPO), env, workdir)
     result: dict[str, object] = {"ports": count}
     try:
         for path in PATHS:
             url = f"http://127.0.0.1:{front}{path}"
-            wait_ready(proc, url)
-            wrk(url, args.warmup, args.connections, args.threads)
-            tree = descendants(proc.pid)
+            wait_ready(server.proc, url)
+            drive(url, args.warmup, args.connections, args.threads)
+            tree = descendants(server.proc.pid)
             before = cpu_seconds(tree)
             waits_before = upstream_time_waits(ports)
-            result[path] = measured = wrk(url, args.duration, args.connections, args.threads)
+            result[path] = measured = drive(url, args.duration, args.connections, args.threads)
             after = cpu_seconds(tree)
             waits_after = upstream_time_waits(ports)
             measured["upstream_closed"] = {
@@ -145,13 +115,7 @@ def measure(count: int, args: argparse.Namespace, workdir: str) -> dict[str, obj
             )
             print(f"{count} port(s) {path}: {measured}", flush=True)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        server.stop(grace=30)
     return result
 
 
@@ -178,7 +142,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--threads", type=int, default=4, help="wrk threads")
-    parser.add_argument("--out", default=str(REPO / "scripts" / "bench" / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     counts = [int(n) for n in args.ports.split(",")]
     workdir = tempfile.mkdtemp(prefix="hybrid-scaling-")

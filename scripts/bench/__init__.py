@@ -1,0 +1,10 @@
+"""The benchmark scripts, run as modules from the repository root.
+
+    python -m scripts.bench.peers --help      (what ``scripts/bench/run`` runs)
+
+Entries: ``peers`` (the stacks against each other), ``scaling``, ``bridge_overhead``,
+``native_mysql``, ``idle_conns``, ``process_lag``; ``raw_tornado`` is the ceiling stack that
+``peers`` starts. The shared parts: ``harness`` (ports, processes, readiness, RSS), ``wrk``
+(its command line and its output), ``stacks``, ``endpoints``, ``database``, ``tools``,
+``measure``, ``targets``, ``rounds``, ``report`` and ``plot``.
+"""
