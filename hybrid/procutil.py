@@ -1,4 +1,6 @@
-"""Small Linux process helpers for the master: exit descriptions, memory, orphans."""
+"""Small Linux process helpers: exit descriptions, memory, orphans, process groups.
+
+Every read of ``/proc/PID/stat`` goes through :func:`_stat_fields`."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ __all__ = [
     "become_subreaper",
     "children_of",
     "describe_exit",
+    "group_alive",
     "is_running",
     "kill_quietly",
     "raise_open_files_limit",
@@ -79,6 +82,31 @@ def children_of(pid: int) -> list[int]:
         if fields[0] != "Z" and int(fields[1]) == pid:
             children.append(int(entry))
     return children
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any live (non-zombie) process is left in process group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True
+    # killpg(0) also succeeds for zombies an init that does not reap keeps around: look.
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            fields = _stat_fields(entry)
+        except OSError:
+            continue
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def is_running(pid: int) -> bool:

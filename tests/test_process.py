@@ -552,7 +552,7 @@ def test_a_projects_own_child_watcher_is_kept() -> None:
     script = (
         "import asyncio, warnings; warnings.simplefilter('ignore', DeprecationWarning)\n"
         "from hybrid.process import run_command\n"
-        "from hybrid.process.runner import use_pidfd_watcher\n"
+        "from hybrid._compat.asyncio import use_pidfd_watcher\n"
         "class Mine(asyncio.ThreadedChildWatcher): pass\n"
         "mine = Mine(); asyncio.set_child_watcher(mine)\n"
         "result = asyncio.run(run_command(['true'], timeout=5))\n"
@@ -625,6 +625,7 @@ def test_public_names_are_exported() -> None:
     public = {n for n in dir(hybrid.process) if not n.startswith("_")}
     submodules = {
         "allow",
+        "argv",
         "callback",
         "commands",
         "errors",
@@ -632,6 +633,7 @@ def test_public_names_are_exported() -> None:
         "handlers",
         "limits",
         "pipes",
+        "result",
         "runner",
         "annotations",
     }

@@ -20,6 +20,7 @@ handler"). On shutdown the worker calls :func:`terminate_all`.
 from __future__ import annotations
 
 from hybrid.process.allow import AllowList, CommandSpec
+from hybrid.process.argv import DEFAULT_KILL_GRACE, DEFAULT_MAX_OUTPUT
 from hybrid.process.callback import Subprocess
 from hybrid.process.commands import CommandStream, OutputEvent, run_command, stream_command
 from hybrid.process.errors import (
@@ -30,19 +31,11 @@ from hybrid.process.errors import (
     CommandNotFound,
     CommandTimeout,
 )
+from hybrid.process.gate import DEFAULT_MAX_CONCURRENT, get_max_concurrent, set_max_concurrent
 from hybrid.process.handlers import CommandStreamHandler
 from hybrid.process.limits import Limits, safe_environ
-from hybrid.process.runner import (
-    DEFAULT_KILL_GRACE,
-    DEFAULT_MAX_CONCURRENT,
-    DEFAULT_MAX_OUTPUT,
-    CommandResult,
-    command_timeouts,
-    get_max_concurrent,
-    running_commands,
-    set_max_concurrent,
-    terminate_all,
-)
+from hybrid.process.result import CommandResult
+from hybrid.process.runner import command_timeouts, running_commands, terminate_all
 
 __all__ = [
     "DEFAULT_KILL_GRACE",

@@ -13,10 +13,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hybrid.process.argv import DEFAULT_MAX_OUTPUT
 from hybrid.process.commands import CommandStream, run_command, stream_command
 from hybrid.process.errors import CommandNotAllowed
 from hybrid.process.limits import Limits
-from hybrid.process.runner import DEFAULT_MAX_OUTPUT, CommandResult
+from hybrid.process.result import CommandResult
 
 __all__ = ["AllowList", "CommandSpec"]
 

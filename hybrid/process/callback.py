@@ -18,9 +18,11 @@ from typing import Any
 from tornado.ioloop import IOLoop
 
 from hybrid.log import gen_log
+from hybrid.process.argv import Command, Prepared, prepare
 from hybrid.process.commands import execute
 from hybrid.process.errors import CommandError
-from hybrid.process.runner import Command, CommandResult, Execution, Prepared, prepare
+from hybrid.process.result import CommandResult
+from hybrid.process.runner import Execution
 
 __all__ = ["Subprocess"]
 

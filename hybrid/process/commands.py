@@ -12,15 +12,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, AnyStr, Generic, Literal, Self, TypedDict, Unpack, overload
 
+from hybrid.process.argv import DEFAULT_MAX_OUTPUT, Command, Prepared, prepare
 from hybrid.process.limits import Limits
-from hybrid.process.runner import (
-    DEFAULT_MAX_OUTPUT,
-    Command,
-    CommandResult,
-    Execution,
-    Prepared,
-    prepare,
-)
+from hybrid.process.result import CommandResult
+from hybrid.process.runner import Execution
 
 __all__ = ["CommandStream", "OutputEvent", "run_command", "stream_command"]
 

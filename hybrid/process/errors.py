@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from hybrid.errors import HybridError
 
 if TYPE_CHECKING:
-    from hybrid.process.runner import CommandResult
+    from hybrid.process.result import CommandResult
 
 __all__ = [
     "CommandBusy",

@@ -1,246 +1,48 @@
-"""The core of the command runner: prepare, spawn, supervise, kill, reap.
+"""The core of the command runner: spawn, supervise, kill, reap.
 
 Every command goes through :class:`Execution`:
 
-1. :func:`prepare` checks the arguments synchronously (argv only, executable resolved on the
-   scrubbed PATH, limits wrapped) so that mistakes raise where the call is written;
+1. :func:`hybrid.process.argv.prepare` has checked the arguments synchronously (argv only,
+   executable resolved on the scrubbed PATH, limits wrapped) so that mistakes raise where
+   the call is written;
 2. the worker's concurrency gate queues it until a slot is free;
 3. it is spawned with ``asyncio.create_subprocess_exec`` in a new session (its own process
    group), with pipes the runner owns (see :mod:`hybrid.process.pipes`);
 4. on exit, timeout or cancel the whole process group is signalled (TERM, a grace, KILL),
    the leader is reaped by asyncio's child watcher (no SIGCHLD handler is installed: a
    pidfd watched by the loop, see :func:`hybrid._compat.asyncio.use_pidfd_watcher`), leftover
-   group members are killed, and the pipes are closed even if an escaped grandchild
-   still holds them.
+   group members are killed (:func:`hybrid.procutil.group_alive` tells), and the pipes are
+   closed even if an escaped grandchild still holds them;
+5. what it left behind becomes a :class:`~hybrid.process.result.CommandResult`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, AnyStr, Generic
+from collections.abc import Callable
+from typing import Any
 
 from hybrid._compat.asyncio import use_pidfd_watcher
 from hybrid.log import gen_log
-from hybrid.process.errors import (
-    CommandError,
-    CommandFailed,
-    CommandNotFound,
-    CommandTimeout,
-    describe,
-)
-from hybrid.process.gate import (
-    DEFAULT_MAX_CONCURRENT,
-    Gate,
-    gate_for_running_loop,
-    gates,
-    get_max_concurrent,
-    set_max_concurrent,
-)
-from hybrid.process.limits import Limits, safe_environ, wrap_argv
+from hybrid.process.argv import Prepared
+from hybrid.process.errors import CommandError, CommandNotFound, describe
+from hybrid.process.gate import Gate, gate_for_running_loop, gates
 from hybrid.process.pipes import Feeder, Reader, close_fd, open_pipe
+from hybrid.process.result import CommandResult, decode
+from hybrid.procutil import group_alive
 
 __all__ = [
-    "DEFAULT_KILL_GRACE",
-    "DEFAULT_MAX_CONCURRENT",
-    "DEFAULT_MAX_OUTPUT",
-    "CommandResult",
     "Execution",
-    "Prepared",
     "command_timeouts",
-    "get_max_concurrent",
-    "prepare",
     "running_commands",
-    "set_max_concurrent",
     "terminate_all",
 ]
 
-#: Bytes kept per stream (stdout, stderr) unless ``max_output=`` says otherwise.
-DEFAULT_MAX_OUTPUT = 1 << 20
-#: Seconds between SIGTERM and SIGKILL.
-DEFAULT_KILL_GRACE = 2.0
 # How long pipes may take to report EOF once the process group is gone.
 _PIPE_LINGER = 0.5
-
-Command = Sequence["str | os.PathLike[str]"] | str
-
-
-@dataclass(frozen=True)
-class CommandResult(Generic[AnyStr]):
-    """What a finished command left behind, like :class:`subprocess.CompletedProcess`.
-
-    ``returncode`` is negative when a signal ended the command (``-9`` after a KILL).
-    ``stdout``/``stderr`` are bytes, or str when ``text=True``/``encoding=`` was given;
-    each holds at most ``max_output`` bytes of output, and ``*_truncated`` says whether
-    more was produced (and discarded, so the child never blocked on a full pipe).
-    """
-
-    args: tuple[str, ...]
-    returncode: int
-    stdout: AnyStr
-    stderr: AnyStr
-    timed_out: bool
-    duration: float
-    pid: int
-    stdout_truncated: bool = False
-    stderr_truncated: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """True when the command exited 0 within its timeout."""
-        return self.returncode == 0 and not self.timed_out
-
-    def check_returncode(self) -> None:
-        """Raise :class:`CommandTimeout` or :class:`CommandFailed` unless :attr:`ok`."""
-        if self.timed_out:
-            raise CommandTimeout(
-                f"command {describe(self.args)} timed out after {self.duration:.1f}s and was "
-                "killed; raise timeout= or make the command faster",
-                result=self,
-                timeout=self.duration,
-            )
-        if self.returncode != 0:
-            raise CommandFailed(
-                f"command {describe(self.args)} exited with status {self.returncode}; "
-                "see .stderr of this exception, or pass check=False to inspect the result",
-                result=self,
-            )
-
-
-# --- preparation ----------------------------------------------------------------------
-
-
-@dataclass
-class Prepared:
-    """A validated, spawn-ready command (made by :func:`prepare`)."""
-
-    argv: tuple[str, ...]
-    spawn_argv: list[str]
-    executable: str | None
-    env: dict[str, str]
-    cwd: str | None
-    input: bytes | None
-    timeout: float | None
-    kill_grace: float
-    max_output: int | None
-    encoding: str | None
-    errors: str
-    queue_timeout: float | None
-    user: str | int | None = None
-    group: str | int | None = None
-    extra_groups: Sequence[str | int] | None = None
-
-
-def normalize_argv(args: Command, shell: bool) -> list[str]:
-    """Turn ``args`` into an argv; a shell appears only when ``shell=True`` names it."""
-    if shell:
-        if not isinstance(args, str):
-            raise TypeError(
-                "shell=True takes one command line string, e.g. 'ls -l | wc -l'; "
-                "to run a list of arguments, drop shell=True"
-            )
-        return ["/bin/sh", "-c", args]
-    if isinstance(args, (str, bytes)):
-        raise TypeError(
-            f"args must be a list like ['ls', '-l'], not the string {args!r}: hybrid never "
-            "splits a string into words; pass shell=True only if you need a shell"
-        )
-    argv: list[str] = []
-    for arg in args:
-        value = os.fspath(arg)
-        if not isinstance(value, str):
-            raise TypeError(f"arguments must be str or str paths, not {value!r}; decode it")
-        if "\0" in value:
-            raise ValueError(f"argument {value!r} contains a NUL byte, which exec cannot pass")
-        argv.append(value)
-    if not argv:
-        raise ValueError("args is empty; pass the command and its arguments, e.g. ['uptime']")
-    return argv
-
-
-def resolve_executable(program: str, path: str, cwd: str | None, argv: Sequence[str]) -> str:
-    """The absolute path ``program`` will exec, or :class:`CommandNotFound`.
-
-    Resolved here, before anything is spawned, so a missing executable raises at the call
-    (the callback API's contract too) and the PATH searched is the child's scrubbed one.
-    """
-    if os.sep in program:
-        candidate = program if os.path.isabs(program) or cwd is None else os.path.join(cwd, program)
-        found = candidate if os.path.isfile(candidate) and os.access(candidate, os.X_OK) else None
-    else:
-        found = shutil.which(program, path=path)
-    if found is None:
-        raise CommandNotFound(
-            f"command not found: {program!r} (searched PATH={path!r}); install it, pass its "
-            "full path, or add its directory to PATH with env={'PATH': ...}",
-            cmd=argv,
-        )
-    return os.path.abspath(found)
-
-
-def prepare(
-    args: Command,
-    *,
-    timeout: float | None,
-    input: bytes | str | None = None,
-    cwd: str | os.PathLike[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    text: bool = False,
-    encoding: str | None = None,
-    errors: str = "replace",
-    shell: bool = False,
-    max_output: int | None = DEFAULT_MAX_OUTPUT,
-    limits: Limits | None = None,
-    kill_grace: float = DEFAULT_KILL_GRACE,
-    queue_timeout: float | None = None,
-    user: str | int | None = None,
-    group: str | int | None = None,
-    extra_groups: Sequence[str | int] | None = None,
-) -> Prepared:
-    """Validate everything that can be validated without spawning (see :func:`run_command`)."""
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be > 0 seconds, or None for no limit, not {timeout!r}")
-    if max_output is not None and max_output < 0:
-        raise ValueError(f"max_output must be >= 0 bytes, or None, not {max_output!r}")
-    if kill_grace < 0:
-        raise ValueError(f"kill_grace must be >= 0 seconds, not {kill_grace!r}")
-    argv = normalize_argv(args, shell)
-    child_env = safe_environ(env)
-    cwd_str = os.fspath(cwd) if cwd is not None else None
-    if cwd_str is not None and not os.path.isdir(cwd_str):
-        raise CommandError(f"cwd {cwd_str!r} is not a directory; create it or fix cwd=", cmd=argv)
-    executable = resolve_executable(argv[0], child_env["PATH"], cwd_str, argv)
-    if text and encoding is None:
-        encoding = "utf-8"
-    if isinstance(input, str):
-        if encoding is None:
-            raise TypeError("input= is a str but the command runs in bytes mode; pass "
-                            "text=True (or encoding=), or encode the input yourself")
-        data: bytes | None = input.encode(encoding)
-    else:
-        data = input
-    if limits is not None:
-        spawn_argv, spawn_exe = wrap_argv(limits, executable, argv), None
-    else:
-        spawn_argv, spawn_exe = argv, executable
-    return Prepared(
-        argv=tuple(argv), spawn_argv=spawn_argv, executable=spawn_exe, env=child_env,
-        cwd=cwd_str, input=data, timeout=timeout, kill_grace=kill_grace,
-        max_output=max_output, encoding=encoding, errors=errors,
-        queue_timeout=queue_timeout, user=user, group=group, extra_groups=extra_groups,
-    )
-
-
-def decode(data: bytes, encoding: str | None, errors: str) -> Any:
-    """Bytes as they are, or text with universal newlines as ``subprocess`` text mode gives."""
-    if encoding is None:
-        return data
-    return data.decode(encoding, errors).replace("\r\n", "\n").replace("\r", "\n")
 
 
 # --- supervision ----------------------------------------------------------------------
@@ -259,31 +61,6 @@ def command_timeouts() -> int:
 def running_commands() -> list[tuple[int, tuple[str, ...]]]:
     """``(pid, argv)`` of every command this process is running now (for status pages)."""
     return sorted((e.pid, e.prep.argv) for e in _running)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any live (non-zombie) process is left in process group ``pgid``."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if not os.path.isdir("/proc"):
-        return True
-    # killpg(0) also succeeds for zombies an init that does not reap keeps around: look.
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
-            return True
-    return False
 
 
 class Execution:
@@ -446,13 +223,13 @@ class Execution:
 
     async def _kill_leftovers(self) -> None:
         """Kill what the command left running in its process group (``cmd &``)."""
-        if not _group_alive(self.pid):
+        if not group_alive(self.pid):
             return
         gen_log.debug("command %s (pid %d) left processes behind; terminating them",
                       describe(self.prep.argv), self.pid)
         self._signal(signal.SIGTERM)
         deadline = time.monotonic() + self.kill_grace
-        while _group_alive(self.pid):
+        while group_alive(self.pid):
             if time.monotonic() >= deadline:
                 self._signal(signal.SIGKILL)
                 break
