@@ -43,7 +43,6 @@ import functools
 import inspect
 import io
 import json
-import logging
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -64,8 +63,6 @@ if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase
 
 __all__ = ["DjangoHandler"]
-
-app_log = logging.getLogger("hybrid.application")
 
 _HTTP_METHODS = ("get", "head", "post", "delete", "patch", "put", "options")
 

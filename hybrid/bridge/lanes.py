@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import logging
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -45,6 +44,7 @@ from typing import Any, ParamSpec, TypeVar
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 
 from hybrid._compat.asyncio import executor_threads
+from hybrid.log import app_log
 
 __all__ = [
     "LanePool",
@@ -59,8 +59,6 @@ __all__ = [
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-app_log = logging.getLogger("hybrid.application")
 
 #: The lane of the request being served in this context, if any.
 _current_lane: contextvars.ContextVar[LazyLane | None] = contextvars.ContextVar(

@@ -49,7 +49,6 @@ from __future__ import annotations
 import functools
 import inspect
 import io
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -60,13 +59,12 @@ from hybrid.bridge.fallback import build_scope, make_async_streaming
 from hybrid.bridge.handler import _chain
 from hybrid.bridge.hygiene import close_response, request_hygiene
 from hybrid.bridge.lanes import lane_context
+from hybrid.log import app_log
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase
 
 __all__ = ["DjangoWebSocketHandler"]
-
-app_log = logging.getLogger("hybrid.application")
 
 #: The methods run on a leased lane between request_started and request_finished.
 _IN_LANE = ("open", "on_message")

@@ -25,7 +25,6 @@ logged once per method and reason at debug level on ``hybrid.general``. Inside
 from __future__ import annotations
 
 import functools
-import logging
 import threading
 import weakref
 from collections import Counter
@@ -37,10 +36,9 @@ from hybrid.db import native, reads
 from hybrid.db.execute import current_transaction
 from hybrid.db.pool import is_active, prepared_connection, server_info
 from hybrid.db.replay import Unsupported, install_compiler_hook, replay, uninstall_compiler_hook
+from hybrid.log import gen_log
 
 __all__ = ["install", "installed", "native_alias_reason", "stats", "uninstall"]
-
-log = logging.getLogger("hybrid.general")
 
 #: Calls that ran natively (``native``), fell back (``fallback``), both also by method
 #: name, and calls that took the thread path from the start (``thread``). Tests read it.
@@ -149,7 +147,7 @@ def _fallback(name: str, alias: str, exc: Exception) -> None:
     key = (name, str(exc))
     if key not in _logged:
         _logged.add(key)
-        log.debug("native MySQL: %s falls back to the thread path: %s", name, exc)
+        gen_log.debug("native MySQL: %s falls back to the thread path: %s", name, exc)
 
 
 async def _prepare(alias: str) -> None:

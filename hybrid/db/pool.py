@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
-import logging
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from typing import Any
 
 from hybrid._compat import aiomysql as aiomysql_compat
 from hybrid._compat import django as dj
+from hybrid.log import gen_log
 
 __all__ = [
     "Pool",
@@ -52,8 +52,6 @@ __all__ = [
     "server_info",
     "set_pool_size",
 ]
-
-log = logging.getLogger("hybrid.general")
 
 #: Loops whose native queries may open pools (a worker's loop; a test's loop).
 _active: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
@@ -226,7 +224,7 @@ def _connect_kwargs(info: ServerInfo) -> dict[str, Any]:
     accepted = set(inspect.signature(aiomysql.connect).parameters) - {"loop", "echo"}
     dropped = sorted(set(params) - accepted)
     if dropped:
-        log.debug("native MySQL: connection options aiomysql does not take: %s", dropped)
+        gen_log.debug("native MySQL: connection options aiomysql does not take: %s", dropped)
     kwargs = {k: v for k, v in params.items() if k in accepted}
     kwargs["conv"] = {**pymysql.converters.conversions, FIELD_TYPE.TIME: typecast_time}
     kwargs["client_flag"] = int(kwargs.get("client_flag", 0)) | CLIENT.FOUND_ROWS
@@ -416,7 +414,7 @@ async def get_pool(alias: str) -> Pool:
         info = await server_info(alias)
         pool = Pool(_pool_size, info.pool_recycle, _connect_kwargs(info))
         pools[alias] = pool
-        log.debug(
+        gen_log.debug(
             "native MySQL: pool for %r on this worker (max %d, recycle %ds)",
             alias,
             _pool_size,
