@@ -8,6 +8,7 @@ import ctypes
 import os
 import resource
 import signal
+from collections.abc import Iterator
 
 __all__ = [
     "become_subreaper",
@@ -65,23 +66,26 @@ def _stat_fields(pid: int | str) -> list[str]:
     return stat[stat.rindex(")") + 2 :].split()
 
 
-def children_of(pid: int) -> list[int]:
-    """Live (non-zombie) processes whose parent is ``pid``, read from /proc."""
-    children = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    for entry in entries:
+def _live_processes() -> Iterator[tuple[int, list[str]]]:
+    """``(pid, stat fields)`` of every live (non-zombie) process in /proc. Raises OSError
+    when /proc cannot be listed."""
+    for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             fields = _stat_fields(entry)
         except OSError:
             continue
-        if fields[0] != "Z" and int(fields[1]) == pid:
-            children.append(int(entry))
-    return children
+        if fields[0] != "Z":
+            yield int(entry), fields
+
+
+def children_of(pid: int) -> list[int]:
+    """Live (non-zombie) processes whose parent is ``pid``, read from /proc."""
+    try:
+        return [child for child, fields in _live_processes() if int(fields[1]) == pid]
+    except OSError:
+        return []
 
 
 def group_alive(pgid: int) -> bool:
@@ -92,21 +96,11 @@ def group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
+    # killpg(0) also succeeds for zombies an init that does not reap keeps around: look.
     try:
-        entries = os.listdir("/proc")
+        return any(int(fields[2]) == pgid for _, fields in _live_processes())
     except OSError:
         return True
-    # killpg(0) also succeeds for zombies an init that does not reap keeps around: look.
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            fields = _stat_fields(entry)
-        except OSError:
-            continue
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 def is_running(pid: int) -> bool:

@@ -85,16 +85,7 @@ def test_format_status_and_metrics_urls() -> None:
     text = format_status(status(nginx={"pid": 9, "port": 8000}), now=160.0)
     lines = text.splitlines()
     assert lines[0] == f"master {os.getpid()}, up 2m40s, nginx 9 on port 8000"
-    assert lines[1].split() == [
-        "PORT",
-        "PID",
-        "STATE",
-        "UPTIME",
-        "REQUESTS",
-        "RSS",
-        "MB",
-        "RESTARTS",
-    ]
+    assert lines[1].split() == "PORT PID STATE UPTIME REQUESTS RSS MB RESTARTS".split()
     assert lines[2].split() == ["8001", "42", "serving", "1m00s", "7", "30", "1"]
     with pytest.raises(ControlError, match="--metrics-port"):
         metrics_urls(status())
