@@ -22,7 +22,6 @@ from tornado.websocket import WebSocketHandler
 
 from hybrid._compat import tornado as tornado_compat
 from hybrid.bridge.fallback import DjangoFallbackHandler, make_asgi_handler
-from hybrid.bridge.lanes import set_default_size
 from hybrid.config import Config
 from hybrid.errors import AppLoadError, describe_exception
 from hybrid.log import access_log
@@ -373,7 +372,6 @@ def make_app(config: Config, port: int) -> HybridApplication:
 
     try:
         django.setup()
-        set_default_size(config.db_thread_count)
         asgi_app = make_asgi_handler(config.db_thread_count)
     except Exception as exc:
         raise AppLoadError(

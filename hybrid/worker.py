@@ -25,14 +25,15 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.web import Application
 
-from hybrid.bridge.lanes import close_pools, get_pool
 from hybrid.config import Config
-from hybrid.db import close_pools as close_db_pools
+from hybrid.db import close_native_pools
 from hybrid.db import setup as setup_native_db
 from hybrid.errors import HybridError, describe_exception
+from hybrid.lanes import LanePool, close_lane_pools, install_lane_pool
 from hybrid.log import gen_log
 from hybrid.metrics import MetricsHandler, WorkerMetrics
-from hybrid.process import command_timeouts, running_commands, set_max_concurrent, terminate_all
+from hybrid.process import command_timeouts, running_commands, terminate_all
+from hybrid.process.gate import Gate, install_command_gate
 from hybrid.protocol import BootError, Heartbeat, Message, Ready, Recycle, encode
 from hybrid.web import HEAD_READ_FACTOR, HybridApplication, make_app
 
@@ -121,6 +122,10 @@ class Worker:
             self.notify(BootError(describe_exception(exc)))
             return BOOT_ERROR_EXIT
         setup_native_db(self.config)  # patches the async ORM; pools open on first use
+        # This loop's database threads and command slots, sized by the Config; handlers
+        # find them through the running loop (hybrid.lanes, hybrid.process.gate).
+        lanes = install_lane_pool(LanePool(self.config.db_thread_count))
+        install_command_gate(Gate(self.config.max_commands))
         tune_gc(self.config.gc_threshold)
         server = HTTPServer(
             app,
@@ -131,8 +136,7 @@ class Worker:
             body_timeout=self.config.body_timeout,
         )
         server.add_sockets(self.sockets)
-        set_max_concurrent(self.config.max_commands)
-        lag_probe = self._serve_metrics(app)
+        lag_probe = self._serve_metrics(app, lanes)
         app.on_request_done = self._check_max_requests(app)
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
@@ -162,12 +166,13 @@ class Worker:
         await self._drain(server, app)
         return 0
 
-    def _serve_metrics(self, app: HybridApplication) -> asyncio.Task[None] | None:
+    def _serve_metrics(
+        self, app: HybridApplication, lanes: LanePool
+    ) -> asyncio.Task[None] | None:
         """With ``--metrics-port``: serve ``/metrics`` on this worker's private listener
         and start the event-loop lag probe. Returns the probe's task."""
         if not self.metrics_sockets:
             return None
-        lanes = get_pool(self.config.db_thread_count)  # this worker's database threads
         metrics = WorkerMetrics(
             inflight=lambda: app.inflight,
             commands_running=lambda: len(running_commands()),
@@ -210,5 +215,5 @@ class Worker:
         # timeout, then kill their process groups, so no child outlives the worker.
         await terminate_all(timeout=max(0.0, deadline - time.monotonic()), kill_grace=1.0)
         await server.close_all_connections()
-        await close_pools()
-        await close_db_pools()
+        await close_lane_pools()
+        await close_native_pools()

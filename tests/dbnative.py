@@ -80,18 +80,19 @@ def setup_alias(mariadb: MariaDB) -> Iterator[None]:
         apps_override.disable()
 
 
-def run_native(factory: Callable[[], Awaitable[T]]) -> T:
-    """Run ``factory()`` on a fresh loop that may use native pools; close them after."""
-    from hybrid.bridge import lanes
-    from hybrid.db import activate, close_pools
+def run_native(factory: Callable[[], Awaitable[T]], *, pool_size: int = 8) -> T:
+    """Run ``factory()`` on a fresh loop that may use native pools of at most
+    ``pool_size`` connections per alias; close them after."""
+    from hybrid import lanes
+    from hybrid.db import activate, close_native_pools
 
     async def main() -> T:
-        activate()
+        activate(pool_size)
         try:
             return await factory()
         finally:
-            await close_pools()
-            await lanes.close_pools()
+            await close_native_pools()
+            await lanes.close_lane_pools()
 
     return asyncio.run(main())
 

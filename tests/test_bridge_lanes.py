@@ -17,7 +17,7 @@ from testproject.settings import DJANGO_MIDDLEWARE
 from tornado.httpclient import AsyncHTTPClient
 
 from hybrid import Config, make_app, run_sync
-from hybrid.bridge.lanes import LanePool, current_lane, get_pool
+from hybrid.lanes import LanePool, current_lane, lane_pool
 from hybrid.web import HybridApplication
 
 ROUTES = "testproject.bridge_routes.routes"
@@ -147,7 +147,7 @@ async def test_run_sync_outside_a_request_leases_a_lane() -> None:
     assert current_lane() is None
     name = await run_sync(lambda: threading.current_thread().name)
     assert name.startswith("hybrid-db-")
-    assert get_pool().busy == 0
+    assert lane_pool().busy == 0
 
 
 @pytest.mark.gen_test
@@ -201,7 +201,7 @@ async def test_requests_awaiting_other_io_do_not_hold_database_threads(
     # Holding one of the 4 lanes each, 10 requests would take 3 rounds (1.5 s).
     assert took < 0.5 * 2, f"took {took:.2f}s"
     assert not any(answer["leased_before_query"] for answer in answers)
-    assert get_pool(POOL).busy == 0
+    assert lane_pool(POOL).busy == 0
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -224,7 +224,7 @@ async def test_a_request_leases_its_lane_at_its_first_query(
 
 @pytest.mark.gen_test
 async def test_lazy_lane_queues_jobs_while_all_lanes_are_busy() -> None:
-    from hybrid.bridge.lanes import LazyLane
+    from hybrid.lanes import LazyLane
 
     pool = LanePool(1)
     holder = await pool.acquire()
@@ -250,7 +250,7 @@ async def test_lazy_lane_queues_jobs_while_all_lanes_are_busy() -> None:
 
 @pytest.mark.gen_test
 async def test_a_request_that_ends_while_waiting_for_a_lane_takes_none() -> None:
-    from hybrid.bridge.lanes import LazyLane
+    from hybrid.lanes import LazyLane
 
     pool = LanePool(1)
     holder = await pool.acquire()
@@ -280,7 +280,7 @@ async def test_the_lane_connection_is_closed_at_request_end_without_a_signal_hop
     assert request_hygiene(None) is not None  # only Django's receivers: the cheap path
     await get_json(http_client, base_url + "/bridge/db")
     await asyncio.sleep(0.05)  # close_old_connections is queued on the lane, not awaited
-    pool = get_pool(POOL)
+    pool = lane_pool(POOL)
     loop = asyncio.get_running_loop()
     # CONN_MAX_AGE = 0: Django closes the connection when the request finishes.
     open_after = [

@@ -23,8 +23,8 @@ from tornado.httpclient import AsyncHTTPClient
 
 from hybrid import Config, make_app
 from hybrid.bridge.handler import _make_chain
-from hybrid.bridge.lanes import LanePool, lane_context
 from hybrid.bridge.middleware import LOOP_SAFE, loop_variant
+from hybrid.lanes import LanePool, lane_context
 from hybrid.web import HybridApplication
 
 #: Django's startproject MIDDLEWARE (what the benchmarks and most projects run).

@@ -230,15 +230,7 @@ def test_only_the_compat_modules_reach_tornado_and_python_internals() -> None:
                 name = node.name
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 name = node.value  # getattr(obj, "_name")
-            if name in _REACHED and not _own_property(path, node):
+            if name in _REACHED:
                 offenders.append(f"{path.relative_to(package)}:{getattr(node, 'lineno', 0)} {name}")
     assert offenders == []
 
-
-def _own_property(path: Path, node: ast.AST) -> bool:
-    # LazyLane mimics ThreadPoolExecutor._threads for hybrid.db.dispatch, which reads
-    # only LazyLane's.
-    return path.name in ("lanes.py", "dispatch.py") and (
-        (isinstance(node, ast.FunctionDef) and node.name == "_threads")
-        or (isinstance(node, ast.Constant) and node.value == "_threads")
-    )

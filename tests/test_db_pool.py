@@ -149,16 +149,6 @@ def native_alias(mariadb: MariaDB) -> Iterator[None]:
     yield from setup_alias(mariadb)
 
 
-@pytest.fixture
-def pool_of(native_alias: None) -> Iterator[Callable[[int], None]]:
-    """``pool_of(n)``: native pools of at most n connections for this test."""
-    from hybrid.db.pool import pool_size, set_pool_size
-
-    before = pool_size()
-    yield set_pool_size
-    set_pool_size(before)
-
-
 def _sleepy(seconds: float) -> Any:
     from django.db.models.expressions import RawSQL
     from nativedb.models import Note
@@ -166,12 +156,11 @@ def _sleepy(seconds: float) -> Any:
     return Note.objects.annotate(s=RawSQL("SLEEP(%s)", (seconds,))).values_list("s", flat=True)
 
 
-def test_pool_is_bounded_and_serves_waiters_in_turn(pool_of: Callable[[int], None]) -> None:
+def test_pool_is_bounded_and_serves_waiters_in_turn(native_alias: None) -> None:
     from nativedb.models import Note
 
     from hybrid.db import pool
 
-    pool_of(2)
     Note.objects.all().delete()
     Note.objects.create(text="one")
     sizes: list[int] = []
@@ -189,18 +178,17 @@ def test_pool_is_bounded_and_serves_waiters_in_turn(pool_of: Callable[[int], Non
         results = await asyncio.gather(*(one() for _ in range(10)))
         return time.monotonic() - started, results
 
-    took, results = run_native(work)
+    took, results = run_native(work, pool_size=2)
     assert results == [[0]] * 10
     assert max(sizes) <= 2
     assert took >= 0.05 * 10 / 2 - 0.01  # two at a time
 
 
-def test_a_cancelled_waiter_leaks_no_connection(pool_of: Callable[[int], None]) -> None:
+def test_a_cancelled_waiter_leaks_no_connection(native_alias: None) -> None:
     from nativedb.models import Note
 
     from hybrid.db import pool
 
-    pool_of(1)
 
     async def work() -> tuple[int, int, int]:
         await Note.objects.acount()
@@ -216,18 +204,17 @@ def test_a_cancelled_waiter_leaks_no_connection(pool_of: Callable[[int], None]) 
         count = await asyncio.wait_for(Note.objects.acount(), 5)
         return count, native_pool.size, native_pool.freesize
 
-    count, size, free = run_native(work)
+    count, size, free = run_native(work, pool_size=1)
     assert size == free == 1 and count >= 0
 
 
 def test_a_connection_the_server_killed_is_never_handed_out(
-    pool_of: Callable[[int], None], mariadb: MariaDB
+    native_alias: None, mariadb: MariaDB
 ) -> None:
     from nativedb.models import Note
 
     from hybrid.db import pool
 
-    pool_of(1)
 
     async def work() -> tuple[int, int]:
         await Note.objects.acount()
@@ -239,7 +226,7 @@ def test_a_connection_the_server_killed_is_never_handed_out(
         assert native_pool._free[-1] is not conn
         return native_pool.size, stats["fallback"]
 
-    assert run_native(work) == (1, 0)
+    assert run_native(work, pool_size=1) == (1, 0)
 
 
 def test_a_closed_pool_raises_djangos_interface_error(native_alias: None) -> None:

@@ -240,7 +240,7 @@ def test_inside_a_sync_atomic_block_the_thread_path_sees_its_rows() -> None:
         try:
             return await Note.objects.filter(text=text).acount()
         finally:
-            await hybrid.db.close_pools()
+            await hybrid.db.close_native_pools()
 
     with transaction.atomic(using=ALIAS):
         Note.objects.create(text="uncommitted")
@@ -288,7 +288,7 @@ def test_async_atomic_without_native_calls_is_a_transaction_on_the_thread(
     a ``DjangoHandler``), else one leased for the block."""
     from nativedb.models import Note
 
-    from hybrid.bridge import lanes
+    from hybrid import lanes
 
     _reset()
 
@@ -323,7 +323,7 @@ def test_async_atomic_without_native_calls_is_a_transaction_on_the_thread(
             async with lanes.lane_context():
                 return await work()
         finally:
-            await lanes.close_pools()
+            await lanes.close_lane_pools()
 
     inside, elsewhere = asyncio.run(main())
     assert (inside, elsewhere) == (1, 0)  # uncommitted rows: seen inside only
@@ -363,18 +363,18 @@ def test_not_activated_loops_use_the_thread_path() -> None:
 def test_per_database_opt_out() -> None:
     from nativedb.models import Note
 
-    from hybrid.db import dispatch
+    from hybrid.db import aliases
 
     _reset()
     connections.settings[ALIAS]["HYBRID_NATIVE"] = False
-    dispatch._alias_native.clear()
+    aliases.forget_aliases()
     try:
         assert run_native(lambda: Note.objects.acount()) == 0
         assert stats["native"] == 0
         assert (
-            "not a MySQL database with native calls on" in str(dispatch.native_alias_reason.__doc__)
+            "not a MySQL database with native calls on" in str(aliases.native_alias_reason.__doc__)
             or True
         )
     finally:
         del connections.settings[ALIAS]["HYBRID_NATIVE"]
-        dispatch._alias_native.clear()
+        aliases.forget_aliases()

@@ -36,7 +36,7 @@ VERIFIED = ("3.11", "3.12", "3.13")
 REQUIREMENT = "python>=3.11"
 
 
-# -- concurrent.futures (hybrid.bridge.lanes) ------------------------------------------
+# -- concurrent.futures (hybrid.lanes) -------------------------------------------------
 
 
 def executor_threads(executor: concurrent.futures.ThreadPoolExecutor) -> Collection[Thread]:

@@ -2,9 +2,9 @@
 
 ``fallback`` serves every URL the project's ``HYBRID_ROUTES`` do not match through
 Django's own ASGI handler, driven from the worker's IOLoop. ``handler`` runs
-:class:`DjangoHandler` methods inside the project's middleware chain; ``lanes`` holds the
-worker's database threads (:func:`run_sync`); ``decorators`` has Django's access
-decorators for handler methods; ``websocket`` has
+:class:`DjangoHandler` methods inside the project's middleware chain, on the worker's
+database threads (:mod:`hybrid.lanes`, re-exported here: :func:`run_sync`); ``decorators``
+has Django's access decorators for handler methods; ``websocket`` has
 :class:`DjangoWebSocketHandler`. Importing this package does not import Django.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 from hybrid.bridge.decorators import csrf_exempt, login_required, permission_required
 from hybrid.bridge.fallback import DjangoFallbackHandler, build_scope, make_asgi_handler
 from hybrid.bridge.handler import DjangoHandler
-from hybrid.bridge.lanes import LanePool, get_pool, lane_context, run_sync
 from hybrid.bridge.websocket import DjangoWebSocketHandler
+from hybrid.lanes import LanePool, lane_context, lane_pool, run_sync
 
 __all__ = [
     "DjangoFallbackHandler",
@@ -23,8 +23,8 @@ __all__ = [
     "LanePool",
     "build_scope",
     "csrf_exempt",
-    "get_pool",
     "lane_context",
+    "lane_pool",
     "login_required",
     "make_asgi_handler",
     "permission_required",

@@ -2,7 +2,7 @@
 
 Django's ``ASGIHandler`` is driven directly from a Tornado handler: async Django views run
 on the worker's loop, sync views on the request's database thread (a lane of the worker's
-:class:`~hybrid.bridge.lanes.LanePool`, not a new thread per request as under Django's own
+:class:`~hybrid.lanes.LanePool`, not a new thread per request as under Django's own
 ASGI entry point), so a slow sync view never blocks the hybrid routes on the same worker.
 Django itself sends ``request_started`` / ``request_finished``; their receivers run on the
 lane, which owns the connection they close. Streaming responses, with sync or async
@@ -25,8 +25,8 @@ from tornado.web import RequestHandler
 
 from hybrid._compat import tornado as tornado_compat
 from hybrid.bridge.hygiene import untangle_request
-from hybrid.bridge.lanes import lane_context
 from hybrid.bridge.middleware import loop_safe_middleware
+from hybrid.lanes import lane_context
 
 __all__ = [
     "ASGIApp",
@@ -131,7 +131,7 @@ def make_async_streaming(response: Any) -> None:
 
 def make_asgi_handler(db_threads: int | None = None) -> ASGIApp:
     """Django's ASGI application, each request pinned to a lane of the loop's pool of
-    ``db_threads`` (see :func:`hybrid.bridge.lanes.get_pool`).
+    ``db_threads`` (see :func:`hybrid.lanes.lane_pool`).
 
     Imports Django: call after ``django.setup()`` (the class is built here so that
     importing hybrid does not import Django).

@@ -56,8 +56,8 @@ from hybrid._compat import tornado as tornado_compat
 from hybrid.bridge.decorators import view_decorators
 from hybrid.bridge.fallback import build_scope, make_async_streaming
 from hybrid.bridge.hygiene import RequestHygiene, close_response, request_hygiene, untangle_request
-from hybrid.bridge.lanes import LazyLane, lane_context
 from hybrid.bridge.middleware import loop_safe_middleware
+from hybrid.lanes import LazyLane, lane_context
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase

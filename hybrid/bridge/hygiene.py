@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from hybrid._compat import django as dj
 
 if TYPE_CHECKING:
-    from hybrid.bridge.lanes import LazyLane
+    from hybrid.lanes import LazyLane
 
 __all__ = ["RequestHygiene", "close_response", "request_hygiene"]
 

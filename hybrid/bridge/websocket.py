@@ -58,7 +58,7 @@ from hybrid._compat import django as dj
 from hybrid.bridge.fallback import build_scope, make_async_streaming
 from hybrid.bridge.handler import _chain
 from hybrid.bridge.hygiene import close_response, request_hygiene
-from hybrid.bridge.lanes import lane_context
+from hybrid.lanes import lane_context
 from hybrid.log import app_log
 
 if TYPE_CHECKING:

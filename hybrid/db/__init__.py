@@ -11,35 +11,37 @@ connection. Importing this package does not import Django.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from hybrid.db.dispatch import install, installed, native_alias_reason, stats, uninstall
+from hybrid.db.aliases import installed, native_alias_reason
+from hybrid.db.dispatch import install, stats, uninstall
 from hybrid.db.execute import atomic
-from hybrid.db.pool import activate, close_pools, set_pool_size
+from hybrid.db.pool import activate, close_native_pools
+
+if TYPE_CHECKING:
+    from hybrid.config import Config
 
 __all__ = [
     "activate",
     "atomic",
-    "close_pools",
+    "close_native_pools",
     "install",
     "installed",
     "native_alias_reason",
-    "set_pool_size",
     "setup",
     "stats",
     "uninstall",
 ]
 
 
-def setup(config: Any) -> bool:
+def setup(config: Config) -> bool:
     """At worker boot, on its loop: with ``config.native_mysql``, patch Django's async ORM
     methods, bound each pool like the database threads (``config.db_thread_count``
     connections per worker and MySQL alias, so lanes + pool stay within the budget that
     :attr:`hybrid.config.Config.db_thread_count` documents) and let this loop open pools
     (lazily: no connection before the first native query). Returns whether it is on."""
-    if not getattr(config, "native_mysql", False):
+    if not config.native_mysql:
         return False
     install()
-    set_pool_size(config.db_thread_count)
-    activate()
+    activate(config.db_thread_count)
     return True

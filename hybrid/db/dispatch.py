@@ -2,7 +2,7 @@
 
 :func:`install` replaces Django's async QuerySet and Model methods (``aget``...,
 ``__aiter__``, ``asave``...) once per process with versions that run natively when
-:func:`native_alias_reason` finds nothing against it:
+:func:`hybrid.db.aliases.native_alias_reason` finds nothing against it:
 
 * hybrid.db is installed and this loop was :func:`~hybrid.db.pool.activate`\\ d (a worker's
   loop: the worker does both at boot when ``native_mysql`` is on);
@@ -25,31 +25,26 @@ logged once per method and reason at debug level on ``hybrid.general``. Inside
 from __future__ import annotations
 
 import functools
-import threading
-import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from hybrid._compat import django as dj
 from hybrid.db import native, reads
-from hybrid.db.execute import current_transaction
-from hybrid.db.pool import is_active, prepared_connection, server_info
+from hybrid.db.aliases import installed, mark_installed, native_alias_reason, track_connection
+from hybrid.db.pool import prepared_connection, server_info
 from hybrid.db.replay import Unsupported, install_compiler_hook, replay, uninstall_compiler_hook
+from hybrid.db.transactions import current_transaction
 from hybrid.log import gen_log
 
-__all__ = ["install", "installed", "native_alias_reason", "stats", "uninstall"]
+__all__ = ["install", "stats", "uninstall"]
 
 #: Calls that ran natively (``native``), fell back (``fallback``), both also by method
 #: name, and calls that took the thread path from the start (``thread``). Tests read it.
 stats: Counter[str] = Counter()
 
-_installed = False
 _originals: list[tuple[type[Any], str, Any]] = []
-_alias_native: dict[str, bool] = {}
 _logged: set[tuple[str, str]] = set()
-#: Every MySQL ``DatabaseWrapper`` that connected, with the thread that owns it.
-_tracked: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 _READS = {
     "aget": "get",
@@ -65,65 +60,13 @@ _READS = {
 }
 
 
-def installed() -> bool:
-    return _installed
-
-
-def alias_native(alias: str) -> bool:
-    """Whether ``alias`` is a MySQL database that native calls may use."""
-    known = _alias_native.get(alias)
-    if known is None:
-        from django.db import connections
-
-        try:
-            settings_dict = connections.settings[alias]
-            known = connections[alias].vendor == "mysql" and bool(
-                settings_dict.get("HYBRID_NATIVE", True)
-            )
-        except Exception:
-            known = False
-        _alias_native[alias] = known
-    return known
-
-
-def sync_transaction_open(alias: str) -> bool:
-    """Whether a sync connection this context could share is in a transaction."""
-    from hybrid.bridge.lanes import current_lane
-
-    lane = current_lane()
-    threads = None
-    if lane is not None:
-        threads = {t.ident for t in getattr(lane, "_threads", ())}
-        if not threads:
-            return False  # the request has no database thread yet: no sync connection
-    for wrapper, ident in list(_tracked.items()):
-        if wrapper.alias != alias or (threads is not None and ident not in threads):
-            continue
-        if wrapper.in_atomic_block or (wrapper.connection is not None and not wrapper.autocommit):
-            return True
-    return False
-
-
-def native_alias_reason(alias: str) -> str | None:
-    """Why a call on ``alias`` cannot run natively here, or None when it can."""
-    if not _installed:
-        return "hybrid.db is not installed (native_mysql is off, or not in a worker)"
-    if not is_active():
-        return "this event loop has no native pool (not a hybrid worker's loop)"
-    if not alias_native(alias):
-        return f"database {alias!r} is not a MySQL database with native calls on"
-    if sync_transaction_open(alias):
-        return "a transaction.atomic() block is open on the sync connection"
-    return None
-
-
 def _target(alias: str) -> str | None:
     reason = native_alias_reason(alias)
     if reason is None:
         return alias
     if current_transaction(alias) is not None:
         _mixing(alias, reason)
-    if _installed:
+    if installed():
         stats["thread"] += 1
     return None
 
@@ -323,8 +266,7 @@ async def _arefresh(obj: Any, using: str | None = None, fields: Any = None, **kw
 
 def install() -> None:
     """Patch Django's async ORM methods (idempotent). Natively only on activated loops."""
-    global _installed
-    if _installed:
+    if installed():
         return
     from django.db.backends.signals import connection_created
     from django.db.models import Model, QuerySet
@@ -362,12 +304,11 @@ def install() -> None:
         patch(Model, name, method)
     connection_created.connect(_track, dispatch_uid="hybrid.db.track")
     _track_existing()
-    _installed = True
+    mark_installed(True)
 
 
 def uninstall() -> None:
     """Undo :func:`install` (tests)."""
-    global _installed
     from django.db.backends.signals import connection_created
 
     while _originals:
@@ -375,14 +316,13 @@ def uninstall() -> None:
         dj.replace_method(cls, name, original)
     uninstall_compiler_hook()
     connection_created.disconnect(dispatch_uid="hybrid.db.track")
-    _alias_native.clear()
-    _installed = False
+    mark_installed(False)
 
 
 def _track(sender: Any, connection: Any, **kwargs: Any) -> None:
     if connection.vendor != "mysql":
         return
-    _tracked[connection] = threading.get_ident()
+    track_connection(connection)
     if not connection.__dict__.get("_hybrid_guard"):
         connection.execute_wrappers.append(_guard)
         connection.__dict__["_hybrid_guard"] = True

@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from hybrid.db.pool import get_pool
+from hybrid._compat.django import integrity_error_codes
+from hybrid.db.aliases import native_alias_reason
+from hybrid.db.pool import native_pool
+from hybrid.db.transactions import (
+    Transaction,
+    current_transaction,
+    enter_transaction,
+    leave_transaction,
+)
+from hybrid.lanes import current_lane, lane_context, run_sync
 
-__all__ = ["FakeCursor", "Result", "atomic", "current_transaction", "run_statement"]
+__all__ = ["FakeCursor", "Result", "atomic", "run_statement"]
 
 #: MySQL client errors meaning "this connection is gone": retry a read on another one.
 _DISCONNECTED = {2006, 2013, 2014, 2045, 2055}
@@ -96,8 +104,6 @@ def django_error(exc: BaseException) -> BaseException:
     """The exception Django's sync path raises for a driver exception ``exc``."""
     from django.db import utils
 
-    from hybrid._compat.django import integrity_error_codes
-
     names = _driver_classes(exc)
     if not names:
         return exc
@@ -149,7 +155,7 @@ async def run_statement(alias: str, sql: str, params: Sequence[Any] | None) -> R
     """Run one statement for ``alias``; raises Django's exceptions."""
     tx = current_transaction(alias)
     if tx is not None:
-        return await tx.execute(sql, params)
+        return await _execute_in(tx, sql, params)
     pool = await _pool(alias)
     for attempt in (0, 1):
         try:
@@ -177,7 +183,7 @@ async def run_statement(alias: str, sql: str, params: Sequence[Any] | None) -> R
 
 async def _pool(alias: str) -> Any:
     try:
-        return await get_pool(alias)
+        return await native_pool(alias)
     except asyncio.CancelledError:
         raise
     except BaseException as exc:
@@ -187,34 +193,16 @@ async def _pool(alias: str) -> Any:
 # --- async transactions ---------------------------------------------------------------
 
 
-@dataclass
-class _Transaction:
-    alias: str
-    pool: Any
-    conn: Any
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    ids: itertools.count[int] = field(default_factory=itertools.count)
-
-    async def execute(self, sql: str, params: Sequence[Any] | None = None) -> Result:
-        async with self.lock:
-            try:
-                return await _execute_on(self.conn, sql, params)
-            except asyncio.CancelledError:
-                self.conn.close()
-                raise
-            except Exception as exc:
-                raise django_error(exc) from None
-
-
-_transactions: contextvars.ContextVar[dict[str, _Transaction] | None] = contextvars.ContextVar(
-    "hybrid_db_transactions", default=None
-)
-
-
-def current_transaction(alias: str) -> _Transaction | None:
-    """The :func:`atomic` transaction of this context on ``alias``, if any."""
-    txs = _transactions.get()
-    return txs.get(alias) if txs else None
+async def _execute_in(tx: Transaction, sql: str, params: Sequence[Any] | None = None) -> Result:
+    """One statement on the transaction's connection, the context's tasks one at a time."""
+    async with tx.lock:
+        try:
+            return await _execute_on(tx.conn, sql, params)
+        except asyncio.CancelledError:
+            tx.conn.close()
+            raise
+        except Exception as exc:
+            raise django_error(exc) from None
 
 
 class atomic:  # noqa: N801  # named like django.db.transaction.atomic
@@ -250,8 +238,6 @@ class atomic:  # noqa: N801  # named like django.db.transaction.atomic
         from django.db import DEFAULT_DB_ALIAS
         from django.db.transaction import TransactionManagementError
 
-        from hybrid.db.dispatch import native_alias_reason
-
         alias = self.using or DEFAULT_DB_ALIAS
         reason = native_alias_reason(alias)
         if reason:
@@ -269,7 +255,7 @@ class atomic:  # noqa: N801  # named like django.db.transaction.atomic
             name = None
             if self.savepoint:
                 name = f"hybrid_s{next(tx.ids)}"
-                await tx.execute(f"SAVEPOINT `{name}`")
+                await _execute_in(tx, f"SAVEPOINT `{name}`")
             self._stack.append((name, None))
             return self
         pool = await _pool(alias)
@@ -283,9 +269,7 @@ class atomic:  # noqa: N801  # named like django.db.transaction.atomic
             conn.close()
             pool.release(conn)
             raise django_error(exc) from None
-        txs = dict(_transactions.get() or {})
-        txs[alias] = _Transaction(alias, pool, conn)
-        self._stack.append((None, _transactions.set(txs)))
+        self._stack.append((None, enter_transaction(Transaction(alias, pool, conn))))
         return self
 
     async def __aexit__(
@@ -307,9 +291,9 @@ class atomic:  # noqa: N801  # named like django.db.transaction.atomic
         if token is None:  # nested
             if name is not None:
                 verb = "ROLLBACK TO SAVEPOINT" if exc_type else "RELEASE SAVEPOINT"
-                await tx.execute(f"{verb} `{name}`")
+                await _execute_in(tx, f"{verb} `{name}`")
             return
-        _transactions.reset(token)
+        leave_transaction(token)
         try:
             if exc_type is None:
                 try:
@@ -340,8 +324,6 @@ class _ThreadBlock:
         self.lane_block: Any = None
 
     async def enter(self) -> None:
-        from hybrid.bridge.lanes import current_lane, lane_context, run_sync
-
         if current_lane() is None:
             self.lane_block = lane_context()
             await self.lane_block.__aenter__()
@@ -358,8 +340,6 @@ class _ThreadBlock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        from hybrid.bridge.lanes import run_sync
-
         try:
             await run_sync(self.block.__exit__, exc_type, exc, tb)
         finally:

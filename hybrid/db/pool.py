@@ -1,7 +1,9 @@
 """aiomysql pools: one per worker loop and database alias, created lazily after fork.
 
-A pool is made on the first native query of a loop that :func:`activate` marked (a
-worker's loop at boot, or a test's loop), never in the master: nothing here runs at import.
+A loop's pools are a :class:`NativePools` that :func:`activate` installs for it (a worker's
+loop at boot, sized from ``Config.db_thread_count`` by :func:`hybrid.db.setup`; a test's
+loop), never in the master: nothing here runs at import. A pool is made on the loop's
+first native query for its alias.
 Before its first pool for an alias, the process asks the server once, on a database
 thread (:func:`hybrid.run_sync`), what Django's MySQL backend would ask it while compiling
 (``connection.mysql_server_data``: version, MariaDB or not, ``sql_mode``...; the
@@ -14,16 +16,19 @@ utf8mb4, ``client_flag=FOUND_ROWS`` (Django counts matched rows, not changed one
 Django's converters (``TIME`` columns as ``datetime.time``), the transaction isolation
 level Django sets (``READ COMMITTED`` unless ``OPTIONS["isolation_level"]`` says
 otherwise), autocommit on. ``pool_recycle`` is half the server's ``wait_timeout`` (at most
-an hour), so an idle connection is replaced before the server drops it. :func:`close_pools`
-closes the running loop's pools; a stopping worker calls it after its last request.
+an hour), so an idle connection is replaced before the server drops it.
+:func:`close_native_pools` closes the running loop's pools; a stopping worker calls it
+after its last request.
 
 The pool (:class:`Pool`) is hybrid's own, over aiomysql connections: at most ``maxsize``
 connections (``--db-threads``), none before the first query; the last one released is the
 next one handed out, so a quiet worker keeps few connections busy and the others age out;
 one the server closed (restart, ``wait_timeout``) or older than ``pool_recycle`` is dropped
 when it would be handed out, never given to a query. A waiting query gets a released
-connection directly, first come first served. aiomysql's own pool takes a lock and starts a
-task for every release; this one costs a list operation when a connection is free.
+connection directly, first come first served (the line is :class:`hybrid.slots.Slots`: a
+query cancelled just as it was handed a connection passes it on). aiomysql's own pool takes
+a lock and starts a task for every release; this one costs a list operation when a
+connection is free.
 """
 
 from __future__ import annotations
@@ -32,42 +37,39 @@ import asyncio
 import collections
 import inspect
 import threading
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 from hybrid._compat import aiomysql as aiomysql_compat
 from hybrid._compat import django as dj
+from hybrid.db.connection import connect
+from hybrid.db.transactions import current_transaction
+from hybrid.lanes import run_sync
 from hybrid.log import gen_log
+from hybrid.slots import PerLoop, Slots
 
 __all__ = [
+    "DEFAULT_POOL_SIZE",
+    "NativePools",
     "Pool",
     "ServerInfo",
     "activate",
-    "close_pools",
-    "get_pool",
+    "close_native_pools",
     "is_active",
-    "pool_size",
+    "native_pool",
+    "pools",
     "prepared_connection",
     "server_info",
-    "set_pool_size",
 ]
 
-#: Loops whose native queries may open pools (a worker's loop; a test's loop).
-_active: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Pool]] = (
-    weakref.WeakKeyDictionary()
-)
-_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
-    weakref.WeakKeyDictionary()
-)
+#: Connections per pool when :func:`activate` is given no size (tests, scripts).
+DEFAULT_POOL_SIZE = 8
+
 #: Per loop and alias, the compile-only ``DatabaseWrapper`` (:func:`prepared_connection`).
-_wrappers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
-    weakref.WeakKeyDictionary()
-)
+_wrappers: PerLoop[dict[str, Any]] = PerLoop(dict)
+#: What each alias's server said, once per process (a cache, not configuration).
 _infos: dict[str, ServerInfo] = {}
 _infos_lock = threading.Lock()
-_pool_size = 8
 
 #: The isolation levels Django's backend accepts, as SQL.
 _ISOLATION = {
@@ -96,29 +98,10 @@ class ServerInfo:
         return max(1, min(3600, self.wait_timeout // 2))
 
 
-def set_pool_size(size: int) -> None:
-    """Connections per pool (per worker and alias); the worker passes ``--db-threads``."""
-    global _pool_size
-    _pool_size = max(1, size)
-
-
-def pool_size() -> int:
-    return _pool_size
-
-
-def activate(loop: asyncio.AbstractEventLoop | None = None) -> None:
-    """Let native queries on ``loop`` (default: the running one) use pools."""
-    _active.add(loop or asyncio.get_running_loop())
-
-
 def is_active() -> bool:
-    """True on a running loop that :func:`activate` marked (and :func:`close_pools` did not
-    close)."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return loop in _active
+    """True on a running loop that :func:`activate` marked (and :func:`close_native_pools`
+    did not close)."""
+    return _native.find() is not None
 
 
 def _probe(alias: str) -> ServerInfo:
@@ -160,8 +143,6 @@ async def server_info(alias: str) -> ServerInfo:
     info = _infos.get(alias)
     if info is not None and info.pid == os.getpid():
         return info
-    from hybrid.bridge.lanes import run_sync
-
     info = await run_sync(_probe, alias)
     with _infos_lock:
         _infos[alias] = info
@@ -191,14 +172,12 @@ def prepared_connection(alias: str, info: ServerInfo) -> Any:
 
     conn = dj.thread_connection(alias)
     if conn is None:
-        shared = _wrappers.setdefault(asyncio.get_running_loop(), {})
+        shared = _wrappers.get()
         conn = shared.get(alias)
         if conn is None:
             conn = shared[alias] = connections.create_connection(alias)
         connections[alias] = conn
     if conn.__dict__.get("_hybrid_native_info") is not info:
-        from hybrid.db.execute import current_transaction
-
         # Compiling select_for_update() asks whether a transaction is open: the context's
         # hybrid.db.atomic() block, not this never-connected wrapper.
         conn.__dict__["get_autocommit"] = lambda: current_transaction(alias) is None
@@ -243,6 +222,10 @@ class Pool:
     one is forgotten); :meth:`close`, then ``await`` :meth:`wait_closed` for the busy ones.
     Connection errors are the driver's (``pymysql.err.OperationalError``), for the caller
     to translate.
+
+    A query holds one of ``maxsize`` slots while it holds a connection; holding one, it
+    takes the last connection released (or opens one when none is free). Connections are
+    opened only when none is free, so there are never more than there are slots.
     """
 
     def __init__(self, maxsize: int, recycle: float, connect_kwargs: dict[str, Any]) -> None:
@@ -253,7 +236,7 @@ class Pool:
         self._used: set[Any] = set()
         #: Connections open or being opened, busy or free.
         self._size = 0
-        self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._slots = Slots(self.maxsize)
         self._closing = False
         self._all_closed: asyncio.Event | None = None
 
@@ -264,6 +247,10 @@ class Pool:
     @property
     def freesize(self) -> int:
         return len(self._free)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     def _usable(self, conn: Any, now: float) -> bool:
         reader = aiomysql_compat.packet_reader(conn)
@@ -278,46 +265,28 @@ class Pool:
     async def acquire(self) -> Any:
         """A connection: a free one, a new one while fewer than ``maxsize`` exist, else the
         next one released (waiting in line)."""
-        loop = asyncio.get_running_loop()
-        while True:
-            if self._closing:
-                raise _closed_error()
-            now = loop.time()
+        if self._closing:
+            raise _closed_error()
+        await self._slots.acquire()
+        try:
+            now = asyncio.get_running_loop().time()
             while self._free:
                 conn = self._free.pop()
                 if self._usable(conn, now):
                     self._used.add(conn)
                     return conn
                 self._forget(conn)
-            if self._size < self.maxsize:
-                return await self._connect()
-            waiter: asyncio.Future[Any] = loop.create_future()
-            self._waiters.append(waiter)
-            try:
-                conn = await waiter
-            except BaseException:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-                elif waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                    handed = waiter.result()  # cancelled after a release chose us: pass it on
-                    if handed is not None:
-                        self.release(handed)
-                    else:
-                        self._wake()
-                raise
-            if conn is not None:
-                return conn
-            # None: a connection was dropped, so there is room to open one; loop again
+            return await self._connect()
+        except BaseException:
+            self._slots.release()
+            raise
 
     async def _connect(self) -> Any:
-        from hybrid.db.connection import connect
-
         self._size += 1
         try:
             conn = await connect(**self._connect_kwargs)
         except BaseException:
             self._size -= 1
-            self._wake()
             raise
         if self._closing:
             conn.close()
@@ -335,28 +304,14 @@ class Pool:
         self._used.discard(conn)
         if conn.closed or self._closing or conn.get_transaction_status():
             self._forget(conn)
-            self._wake()
-            return
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                self._used.add(conn)
-                waiter.set_result(conn)
-                return
-        self._free.append(conn)
+        else:
+            self._free.append(conn)
+        self._slots.release()
 
     def _forget(self, conn: Any) -> None:
         conn.close()
         self._size -= 1
         self._check_closed()
-
-    def _wake(self) -> None:
-        """Room for one more connection: let the first waiter open it."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
 
     def _check_closed(self) -> None:
         if self._closing and self._size == 0 and self._all_closed is not None:
@@ -367,10 +322,7 @@ class Pool:
         self._closing = True
         while self._free:
             self._forget(self._free.pop())
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(_closed_error())
+        self._slots.close(_closed_error)
 
     def terminate(self) -> None:
         """:meth:`close`, cutting the busy connections too."""
@@ -378,6 +330,7 @@ class Pool:
         for conn in list(self._used):
             self._used.discard(conn)
             self._forget(conn)
+            self._slots.release()
 
     async def wait_closed(self) -> None:
         """Wait until every connection is closed (after :meth:`close`)."""
@@ -399,45 +352,84 @@ def _closed_error() -> Exception:
     return error
 
 
-async def get_pool(alias: str) -> Pool:
-    """The running loop's pool for ``alias``, made on first use."""
-    loop = asyncio.get_running_loop()
-    pools = _pools.setdefault(loop, {})
-    pool = pools.get(alias)
-    if pool is not None and not pool._closing:
-        return pool
-    lock = _locks.setdefault(loop, {}).setdefault(alias, asyncio.Lock())
-    async with lock:
-        pool = pools.get(alias)
-        if pool is not None and not pool._closing:
+class NativePools:
+    """One loop's pools, one per alias, each of at most ``size`` connections.
+
+    :func:`activate` installs it for the loop; a loop without one keeps every query on
+    the database threads.
+    """
+
+    def __init__(self, size: int = DEFAULT_POOL_SIZE) -> None:
+        self.size = max(1, size)
+        self.by_alias: dict[str, Pool] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def get(self, alias: str) -> Pool:
+        """The pool for ``alias``, made on first use (asking the server once)."""
+        pool = self.by_alias.get(alias)
+        if pool is not None and not pool.closing:
             return pool
-        info = await server_info(alias)
-        pool = Pool(_pool_size, info.pool_recycle, _connect_kwargs(info))
-        pools[alias] = pool
-        gen_log.debug(
-            "native MySQL: pool for %r on this worker (max %d, recycle %ds)",
-            alias,
-            _pool_size,
-            info.pool_recycle,
-        )
-        return pool
+        async with self._locks.setdefault(alias, asyncio.Lock()):
+            pool = self.by_alias.get(alias)
+            if pool is not None and not pool.closing:
+                return pool
+            info = await server_info(alias)
+            pool = Pool(self.size, info.pool_recycle, _connect_kwargs(info))
+            self.by_alias[alias] = pool
+            gen_log.debug(
+                "native MySQL: pool for %r on this worker (max %d, recycle %ds)",
+                alias,
+                self.size,
+                info.pool_recycle,
+            )
+            return pool
+
+    async def aclose(self, timeout: float) -> None:
+        """Close every pool: idle connections at once, busy ones when released (up to
+        ``timeout`` seconds, then they are cut)."""
+        for pool in list(self.by_alias.values()):
+            pool.close()
+            try:
+                await asyncio.wait_for(pool.wait_closed(), timeout)
+            except TimeoutError:
+                pool.terminate()
+                await pool.wait_closed()
+        self.by_alias.clear()
 
 
-def pools() -> dict[str, Any]:
+#: Each activated loop's pools (no factory: a loop is native only once activated).
+_native: PerLoop[NativePools] = PerLoop()
+
+
+def activate(size: int = DEFAULT_POOL_SIZE) -> NativePools:
+    """Let native queries on the running loop use pools of at most ``size`` connections
+    per alias (:func:`hybrid.db.setup` passes ``Config.db_thread_count``). A loop already
+    active keeps its pools; new ones take the new size."""
+    pools = _native.find()
+    if pools is None:
+        return _native.install(NativePools(size))
+    pools.size = max(1, size)
+    return pools
+
+
+async def native_pool(alias: str) -> Pool:
+    """The running loop's pool for ``alias``, made on first use (the loop must be active)."""
+    pools = _native.find()
+    if pools is None:
+        raise RuntimeError("this event loop has no native pools (hybrid.db.activate())")
+    return await pools.get(alias)
+
+
+def pools() -> dict[str, Pool]:
     """The running loop's pools by alias (tests look at them)."""
-    return dict(_pools.get(asyncio.get_running_loop(), {}))
+    native = _native.find()
+    return dict(native.by_alias) if native is not None else {}
 
 
-async def close_pools(timeout: float = 5.0) -> None:
+async def close_native_pools(timeout: float = 5.0) -> None:
     """Close the running loop's pools: idle connections at once, busy ones when released
     (up to ``timeout`` seconds, then they are cut). The loop is no longer native after."""
-    loop = asyncio.get_running_loop()
-    _active.discard(loop)
-    for pool in list(_pools.pop(loop, {}).values()):
-        pool.close()
-        try:
-            await asyncio.wait_for(pool.wait_closed(), timeout)
-        except TimeoutError:
-            pool.terminate()
-            await pool.wait_closed()
-    _locks.pop(loop, None)
+    native = _native.pop()
+    _wrappers.pop()
+    if native is not None:
+        await native.aclose(timeout)

@@ -288,10 +288,9 @@ async def terminate_all(timeout: float = 0.0, *, kill_grace: float = 1.0) -> int
     :class:`CommandBusy`: the worker is going away.
     """
     loop = asyncio.get_running_loop()
-    gate = gates.get(loop)
+    gate = gates.find(loop)
     if gate is not None:
-        gate.closed = True
-        gate.wake()
+        gate.close()
     mine = [e for e in _running if e.loop is loop]
     if mine and timeout > 0:
         await asyncio.wait([e.finished for e in mine], timeout=timeout)

@@ -85,11 +85,9 @@ def run(env: dict[str, str], requests: int, lane_count: int, repeat: int) -> Non
     connection.close()
 
     import hybrid.db
-    from hybrid.bridge import lanes
+    from hybrid import lanes
 
     hybrid.db.install()
-    hybrid.db.set_pool_size(lane_count)
-    lanes.set_default_size(lane_count)
 
     async def get_one(n: int) -> Any:
         return await Note.objects.aget(pk=1 + n % 200)
@@ -116,6 +114,7 @@ def run(env: dict[str, str], requests: int, lane_count: int, repeat: int) -> Non
         return requests / elapsed, cpu / requests * 1e6
 
     async def bench() -> None:
+        lanes.install_lane_pool(lanes.LanePool(lane_count))  # as a worker does at boot
         print(
             f"{requests} requests each, {lane_count} lanes / pool connections, median of "
             f"{repeat}, pid {os.getpid()}"
@@ -128,9 +127,9 @@ def run(env: dict[str, str], requests: int, lane_count: int, repeat: int) -> Non
             for concurrency in (1, 64, 256):
 
                 async def natively(fn: Any = fn, concurrency: int = concurrency) -> Sample:
-                    hybrid.db.activate()
+                    hybrid.db.activate(lane_count)
                     figures = await measure(fn, concurrency, True)
-                    await hybrid.db.close_pools()  # also deactivates the loop: thread path
+                    await hybrid.db.close_native_pools()  # also deactivates the loop: thread path
                     return figures
 
                 async def threaded(fn: Any = fn, concurrency: int = concurrency) -> Sample:
@@ -142,7 +141,7 @@ def run(env: dict[str, str], requests: int, lane_count: int, repeat: int) -> Non
                     f"{c.rate_ratio:>6.2f} {c.first_cpu_us:>14.0f} {c.second_cpu_us:>16.0f} "
                     f"{c.cpu_ratio:>6.2f}"
                 )
-        await lanes.close_pools()
+        await lanes.close_lane_pools()
 
     asyncio.run(bench())
 

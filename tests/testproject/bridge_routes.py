@@ -199,7 +199,7 @@ class Nap(DjangoHandler):
     """
 
     async def get(self) -> None:
-        from hybrid.bridge.lanes import current_lane
+        from hybrid.lanes import current_lane
 
         await asyncio.sleep(float(self.get_argument("s", "0.2")))
         lane = current_lane()

@@ -5,7 +5,7 @@ import threading
 from shop.models import Item
 
 from hybrid import DjangoWebSocketHandler, run_sync
-from hybrid.bridge.lanes import current_lane
+from hybrid.lanes import current_lane
 
 
 def _thread() -> str:

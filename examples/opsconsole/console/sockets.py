@@ -16,7 +16,7 @@ from tornado.websocket import WebSocketClosedError
 from console.commands import COMMANDS, MAX_STORED_OUTPUT
 from console.models import Run
 from hybrid import CommandError, CommandNotAllowed, DjangoWebSocketHandler
-from hybrid.bridge import lane_context
+from hybrid.lanes import lane_context
 
 
 class RunSocket(DjangoWebSocketHandler):

@@ -7,7 +7,8 @@ process shares one thread (five concurrent 0.2 s queries take 1 s); Django's ASG
 gives each request a context, and so a brand-new thread and database connection per
 request. hybrid does neither:
 
-* a worker owns a :class:`LanePool` of ``--db-threads`` lanes, each a
+* a worker owns a :class:`LanePool` of ``--db-threads`` lanes (built from its ``Config``
+  at boot and installed for its loop: :func:`install_lane_pool`), each a
   ``ThreadPoolExecutor(max_workers=1)``: one long-lived thread whose connection persists
   between requests as ``CONN_MAX_AGE`` allows;
 * every Django request (:class:`~hybrid.DjangoHandler` and the Django fallback) enters
@@ -27,6 +28,10 @@ A request holds its lane, once leased, until its response is complete, streaming
 responses included.
 Blocking a lane thread on a request to the same worker can deadlock once every lane
 waits that way; don't.
+
+This module is below the bridge and :mod:`hybrid.db` (both use it): it knows nothing of
+Tornado or of a request beyond "this context's lane". The fair line and the hand-over of a
+lease given up just as it was granted are :class:`hybrid.slots.Slots`'.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import weakref
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,36 +49,45 @@ from typing import Any, ParamSpec, TypeVar
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 
 from hybrid._compat.asyncio import executor_threads
-from hybrid.log import app_log
+from hybrid.slots import PerLoop, Slots
 
 __all__ = [
+    "DEFAULT_LANES",
     "LanePool",
     "LazyLane",
-    "close_pools",
+    "close_lane_pools",
     "current_lane",
-    "get_pool",
+    "install_lane_pool",
     "lane_context",
+    "lane_pool",
     "run_sync",
-    "set_default_size",
 ]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+app_log = logging.getLogger("hybrid.application")
+
+#: Lanes of a loop's default pool when no worker installed one (tests, scripts).
+DEFAULT_LANES = 8
 
 #: The lane of the request being served in this context, if any.
 _current_lane: contextvars.ContextVar[LazyLane | None] = contextvars.ContextVar(
     "hybrid_current_lane", default=None
 )
 
-#: A request waiting for a lane: called with the lane, returns False if it no longer wants it.
-_Waiter = Callable[[ThreadPoolExecutor], bool]
+
+def _closed_error() -> BaseException:
+    return RuntimeError("the database thread pool is closed (the worker is stopping)")
 
 
 class LanePool:
     """``size`` single-thread executors handed out one per request, first come first served.
 
     Used only from the thread that runs its event loop. Threads start lazily, on a lane's
-    first job, and live until :meth:`aclose` (or until the pool is garbage).
+    first job, and live until :meth:`aclose` (or until the pool is garbage). A lease is a
+    slot of :class:`~hybrid.slots.Slots`; while holding one, the holder takes the most
+    recently released lane (its connection is warm).
     """
 
     def __init__(self, size: int) -> None:
@@ -85,62 +99,49 @@ class LanePool:
             for n in range(size)
         ]
         self._free: deque[ThreadPoolExecutor] = deque(self._lanes)
-        self._waiters: deque[_Waiter] = deque()
-        self.closed = False
+        self._slots = Slots(size)
 
     @property
     def busy(self) -> int:
         """Lanes leased right now."""
-        return self.size - len(self._free)
+        return self._slots.held
 
     @property
     def waiting(self) -> int:
         """Requests waiting for a lane right now."""
-        return len(self._waiters)
+        return self._slots.waiting
 
-    def _check_open(self) -> None:
-        if self.closed:
-            raise RuntimeError("the database thread pool is closed (the worker is stopping)")
+    @property
+    def closed(self) -> bool:
+        return self._slots.closed
 
-    def take_or_wait(self, waiter: _Waiter) -> ThreadPoolExecutor | None:
-        """A free lane now, or None after queueing ``waiter`` to be called with the next one.
+    def check_open(self) -> None:
+        """Raise ``RuntimeError`` once the pool is closed (the worker is stopping)."""
+        if self._slots.closed:
+            raise _closed_error()
 
-        The callback form of :meth:`acquire`, for code that cannot await (an executor's
-        ``submit``); :meth:`forget` takes a queued waiter back.
-        """
-        self._check_open()
-        if self._free and not self._waiters:
-            return self._free.pop()  # the most recently used: its connection is warm
-        self._waiters.append(waiter)
-        return None
+    def try_take(self) -> ThreadPoolExecutor | None:
+        """A lane now if one is free and nobody waits, else None (:meth:`enqueue` then)."""
+        return self._free.pop() if self._slots.try_acquire() else None
 
-    def forget(self, waiter: _Waiter) -> None:
-        """Take back a waiter queued by :meth:`take_or_wait` (no-op once it was served)."""
-        try:
-            self._waiters.remove(waiter)
-        except ValueError:
-            pass
+    def enqueue(self) -> asyncio.Future[None]:
+        """Wait in line without awaiting (an executor's ``submit`` cannot): once the future
+        is done, :meth:`take` the lane; :meth:`withdraw` gives up (passing on a lease that
+        was just granted)."""
+        return self._slots.enqueue()
+
+    def take(self) -> ThreadPoolExecutor:
+        """The lane of a lease granted through :meth:`enqueue`."""
+        return self._free.pop()
+
+    def withdraw(self, waiter: asyncio.Future[None]) -> None:
+        """Give up a place taken with :meth:`enqueue`."""
+        self._slots.withdraw(waiter)
 
     async def acquire(self) -> ThreadPoolExecutor:
         """Lease a lane, waiting (on the loop) while all are busy. Pair with :meth:`release`."""
-        future: asyncio.Future[ThreadPoolExecutor] = asyncio.get_running_loop().create_future()
-
-        def hand_over(lane: ThreadPoolExecutor) -> bool:
-            if future.done():
-                return False
-            future.set_result(lane)
-            return True
-
-        lane = self.take_or_wait(hand_over)
-        if lane is not None:
-            return lane
-        try:
-            return await future
-        except asyncio.CancelledError:
-            self.forget(hand_over)
-            if future.done() and not future.cancelled():
-                self.release(future.result())  # handed over just as we were cancelled
-            raise
+        await self._slots.acquire()
+        return self._free.pop()
 
     def release(self, lane: ThreadPoolExecutor) -> None:
         """Give a lane back: to the longest waiting request, or to the free list.
@@ -148,10 +149,8 @@ class LanePool:
         Work the request left on the lane (a cancelled call still running) simply runs
         before the next request's, because a lane has exactly one thread.
         """
-        while self._waiters:
-            if self._waiters.popleft()(lane):
-                return
         self._free.append(lane)
+        self._slots.release()
 
     @asynccontextmanager
     async def lease(self) -> AsyncIterator[ThreadPoolExecutor]:
@@ -163,8 +162,9 @@ class LanePool:
             self.release(lane)
 
     async def aclose(self) -> None:
-        """Close every lane's database connections on its own thread, then the threads."""
-        self.closed = True
+        """Close every lane's database connections on its own thread, then the threads;
+        requests still waiting for a lane fail."""
+        self._slots.close(_closed_error)
         from django.db import connections
 
         loop = asyncio.get_running_loop()
@@ -190,13 +190,15 @@ class LazyLane(concurrent.futures.Executor):
         self.on_lease = on_lease
         self.lane: ThreadPoolExecutor | None = None
         self._queued: list[tuple[concurrent.futures.Future[Any], Callable[[], Any]]] = []
-        self._waiting = False
+        self._waiter: asyncio.Future[None] | None = None
         self._released = False
 
-    @property
-    def _threads(self) -> Any:
-        """The lane's thread (empty before the lease), like ``ThreadPoolExecutor._threads``."""
-        return executor_threads(self.lane) if self.lane is not None else ()
+    def thread_idents(self) -> frozenset[int]:
+        """The idents of the lane's thread (none before the lease, or before its first
+        job): whose sync connections are this request's (:mod:`hybrid.db.aliases`)."""
+        if self.lane is None:
+            return frozenset()
+        return frozenset(t.ident for t in executor_threads(self.lane) if t.ident is not None)
 
     def submit(
         self, fn: Callable[..., R], /, *args: Any, **kwargs: Any
@@ -205,27 +207,35 @@ class LazyLane(concurrent.futures.Executor):
             return self.lane.submit(fn, *args, **kwargs)
         if self._released:
             raise RuntimeError("this request's database thread was released (the request ended)")
-        if not self._waiting:
-            lane = self.pool.take_or_wait(self._leased)
+        if self._waiter is None:
+            lane = self.pool.try_take()
             if lane is not None:
                 self._leased(lane)
                 return lane.submit(fn, *args, **kwargs)
-            self._waiting = True
+            self._waiter = self.pool.enqueue()
+            self._waiter.add_done_callback(self._granted)
         future: concurrent.futures.Future[R] = concurrent.futures.Future()
         self._queued.append((future, lambda: fn(*args, **kwargs)))
         return future
 
-    def _leased(self, lane: ThreadPoolExecutor) -> bool:
-        if self._released:
-            return False
+    def _granted(self, waiter: asyncio.Future[None]) -> None:
+        if self._released or waiter.cancelled():
+            return  # release() withdrew: a lease granted meanwhile was passed on
+        error = waiter.exception()
+        if error is not None:  # the pool closed while we waited
+            queued, self._queued = self._queued, []
+            for future, _ in queued:
+                future.set_exception(error)
+            return
+        self._leased(self.pool.take())
+
+    def _leased(self, lane: ThreadPoolExecutor) -> None:
         self.lane = lane
-        self._waiting = False
         if self.on_lease is not None:
             lane.submit(self.on_lease).add_done_callback(_log_failure)
         queued, self._queued = self._queued, []
         for future, call in queued:
             lane.submit(_run_into, future, call)
-        return True
 
     def release(self, then: Callable[[], object] | None = None) -> None:
         """The request is over: run ``then`` on the lane if one was leased (without waiting
@@ -238,7 +248,8 @@ class LazyLane(concurrent.futures.Executor):
                 self.lane.submit(then).add_done_callback(_log_failure)
             self.pool.release(self.lane)
             return
-        self.pool.forget(self._leased)
+        if self._waiter is not None:
+            self.pool.withdraw(self._waiter)
         for future, _ in self._queued:
             future.cancel()
         self._queued.clear()
@@ -266,37 +277,47 @@ def _log_failure(future: concurrent.futures.Future[Any]) -> None:
         app_log.error("request hygiene on a database thread failed", exc_info=exc)
 
 
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, LanePool]] = (
-    weakref.WeakKeyDictionary()
-)
-_default_size = 8
+class _LoopLanes:
+    """One loop's lane pools by size, and the size :func:`lane_pool` uses when given none."""
+
+    def __init__(self) -> None:
+        self.default_size = DEFAULT_LANES
+        self.pools: dict[int, LanePool] = {}
 
 
-def set_default_size(size: int) -> None:
-    """The pool size :func:`get_pool` uses when given none (``make_app`` sets it)."""
-    global _default_size
-    _default_size = size
+_loop_lanes: PerLoop[_LoopLanes] = PerLoop(_LoopLanes)
 
 
-def get_pool(size: int | None = None) -> LanePool:
-    """The running loop's pool of ``size`` lanes (the configured default size if None).
+def install_lane_pool(pool: LanePool) -> LanePool:
+    """Make ``pool`` the running loop's pool: the one :func:`lane_pool` returns for its
+    size or for none. A worker installs the pool it built from ``Config.db_thread_count``
+    at boot; it closes with :func:`close_lane_pools`."""
+    lanes = _loop_lanes.get()
+    lanes.default_size = pool.size
+    lanes.pools[pool.size] = pool
+    return pool
+
+
+def lane_pool(size: int | None = None) -> LanePool:
+    """The running loop's pool of ``size`` lanes (the installed pool's size if None, else
+    :data:`DEFAULT_LANES`), made on first use.
 
     A worker runs one loop, so it has one pool; keying pools by loop keeps leases that a
     closed loop abandoned (tests run one loop each) from starving the next loop.
     """
-    loop = asyncio.get_running_loop()
-    size = size or _default_size
-    pools = _pools.setdefault(loop, {})
-    pool = pools.get(size)
+    lanes = _loop_lanes.get()
+    size = size or lanes.default_size
+    pool = lanes.pools.get(size)
     if pool is None or pool.closed:
-        pool = pools[size] = LanePool(size)
+        pool = lanes.pools[size] = LanePool(size)
     return pool
 
 
-async def close_pools() -> None:
+async def close_lane_pools() -> None:
     """Close the running loop's pools: each lane's connections on its own thread, then the
     threads. A stopping worker calls it after its last request."""
-    for pool in list(_pools.pop(asyncio.get_running_loop(), {}).values()):
+    lanes = _loop_lanes.pop()
+    for pool in list(lanes.pools.values()) if lanes is not None else ():
         await pool.aclose()
 
 
@@ -316,11 +337,12 @@ async def lane_context(
     :class:`LazyLane`; ``on_lease`` runs there first). Tasks started inside must finish
     before the block ends (asgiref refuses their later thread-sensitive calls). The
     yielded :class:`LazyLane`'s ``release(then)`` may be called before the block ends to
-    queue last work on the lane; the block releases it otherwise.
+    queue last work on the lane; the block releases it otherwise. ``pool``: a pool, a
+    size (:func:`lane_pool`), or None for the loop's own.
     """
     if not isinstance(pool, LanePool):
-        pool = get_pool(pool)
-    pool._check_open()
+        pool = lane_pool(pool)
+    pool.check_open()
     lane = LazyLane(pool, on_lease)
     token = _current_lane.set(lane)
     try:
