@@ -73,13 +73,13 @@ class Leases:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
-        take = LanePool.take_or_wait
+        take = LanePool.try_take
 
-        def counting(pool: LanePool, waiter: Any) -> Any:
+        def counting(pool: LanePool) -> Any:
             self.count += 1
-            return take(pool, waiter)
+            return take(pool)
 
-        monkeypatch.setattr(LanePool, "take_or_wait", counting)
+        monkeypatch.setattr(LanePool, "try_take", counting)
 
 
 @pytest.fixture
