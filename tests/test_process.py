@@ -25,6 +25,7 @@ from tornado.ioloop import IOLoop
 import hybrid.process
 from hybrid.errors import HybridError
 from hybrid.process import (
+    DEFAULT_MAX_CONCURRENT,
     CommandBusy,
     CommandError,
     CommandFailed,
@@ -87,11 +88,11 @@ async def wait_until(predicate: Any, timeout: float = 3.0) -> bool:
 
 @pytest.fixture(autouse=True)
 def no_global_surprises() -> Iterator[None]:
-    """Around every test: SIGCHLD untouched, no command left running, limit restored."""
+    """Around every test: SIGCHLD untouched, no command left running, and the limit a test
+    set stayed with its own loop's gate."""
     before = signal.getsignal(signal.SIGCHLD)
-    limit = get_max_concurrent()
     yield
-    set_max_concurrent(limit)
+    assert get_max_concurrent() == DEFAULT_MAX_CONCURRENT
     assert signal.getsignal(signal.SIGCHLD) == before
     assert running_commands() == []
 
