@@ -13,6 +13,9 @@ from pathlib import Path
 
 import hybrid
 
+#: The only modules that may import the command line (argument parsing, not a library).
+CLI_ENTRY_POINTS = frozenset({"hybrid.__main__", "hybrid.management.commands.runhybrid"})
+
 #: (importer prefix, imported prefix, except importers): no module under the first may
 #: import one under the second, unless it is listed in the third.
 FORBIDDEN: list[tuple[str, str, frozenset[str]]] = [
@@ -24,7 +27,7 @@ FORBIDDEN: list[tuple[str, str, frozenset[str]]] = [
     ("hybrid.lanes", "hybrid.web", frozenset()),
     ("hybrid.lanes", "hybrid.db", frozenset()),
     ("hybrid.slots", "hybrid", frozenset()),  # the bottom: stdlib only
-    ("hybrid", "hybrid.cli", frozenset({"hybrid.__main__", "hybrid.management.commands.runhybrid"})),
+    ("hybrid", "hybrid.cli", CLI_ENTRY_POINTS),
 ]
 
 #: Packages whose modules must not import one another in a circle.

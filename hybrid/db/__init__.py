@@ -11,15 +11,11 @@ connection. Importing this package does not import Django.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from hybrid.config import Config
 from hybrid.db.aliases import installed, native_alias_reason
 from hybrid.db.dispatch import install, stats, uninstall
 from hybrid.db.execute import atomic
 from hybrid.db.pool import activate, close_native_pools
-
-if TYPE_CHECKING:
-    from hybrid.config import Config
 
 __all__ = [
     "activate",
