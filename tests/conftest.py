@@ -8,13 +8,13 @@ left afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import wait_until
 
 pytest_plugins = ["loops"]
 
@@ -112,17 +113,17 @@ class HybridProcess:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until every port answers, failing with the master's output if it dies."""
-        deadline = time.monotonic() + timeout
         pending = set(self.ports)
-        while pending and time.monotonic() < deadline:
+
+        def every_port_answers() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"hybrid serve exited {self.proc.returncode}:\n{self.stderr}")
-            for port in list(pending):
-                if _answers(port):
-                    pending.discard(port)
-            time.sleep(0.05)
-        if pending:
-            raise AssertionError(f"ports {sorted(pending)} not serving after {timeout}s")
+            pending.difference_update([port for port in pending if _answers(port)])
+            return not pending
+
+        wait_until(
+            every_port_answers, timeout, message=lambda: f"ports {sorted(pending)} not serving"
+        )
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 30.0) -> tuple[int, str]:
         """Signal the master, wait for it, return (exit status, stderr)."""
@@ -146,10 +147,25 @@ def _answers(port: int) -> bool:
 
 
 def wait_session_empty(sid: int, timeout: float = 10.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while (left := session_pids(sid)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
+    """Wait until no process of session ``sid`` is left, failing with those still there;
+    returns that empty list (callers ``assert wait_session_empty(pid) == []``)."""
+    wait_until(
+        lambda: not session_pids(sid),
+        timeout,
+        message=lambda: f"processes of session {sid} still running: {session_pids(sid)}",
+    )
+    return []
+
+
+def status_when_serving(pidfile: Path, ports: list[int]) -> dict[str, Any] | None:
+    """The master's status file (``F.json`` next to ``--pidfile F``, rewritten every second)
+    once it lists a serving worker on every port; None until then."""
+    try:
+        status = json.loads(Path(f"{pidfile}.json").read_text())
+    except (OSError, ValueError):  # not written yet
+        return None
+    serving = {w["port"] for w in status["workers"] if w["state"] == "serving"}
+    return dict(status) if serving >= set(ports) else None
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_DIR, HybridProcess, hybrid_env, wait_session_empty
+from waiting import wait_until
 
 from hybrid import Config
 from hybrid.errors import BindError
@@ -100,7 +101,7 @@ def test_a_second_interrupt_kills_the_workers_at_once(
     time.sleep(0.5)  # the request is in flight: the graceful stop would wait for it
     started = time.monotonic()
     os.kill(server.pid, signal.SIGINT)
-    time.sleep(0.5)
+    wait_until(lambda: "got SIGINT: stopping" in server.stderr, 10, message=lambda: server.stderr)
     os.kill(server.pid, signal.SIGINT)
     assert server.proc.wait(timeout=10) == 0
     assert time.monotonic() - started < 8  # not the 20 s request nor the 30 s timeout
@@ -171,7 +172,7 @@ def test_in_flight_request_finishes_during_a_graceful_stop(
 
     thread = threading.Thread(target=slow_request)
     thread.start()
-    time.sleep(0.5)
+    time.sleep(0.5)  # a head start: the request is in its handler (no outside sign of it)
     status, log = server.stop(signal.SIGTERM)
     thread.join(timeout=10)
     assert status == 0, log
@@ -194,7 +195,7 @@ def test_graceful_timeout_bounds_the_stop(
 
     thread = threading.Thread(target=doomed_request)
     thread.start()
-    time.sleep(0.5)
+    time.sleep(0.5)  # a head start: the request is in its handler (no outside sign of it)
     started = time.monotonic()
     status, log = server.stop(signal.SIGTERM)
     assert status == 0
@@ -212,17 +213,12 @@ def test_a_killed_worker_is_replaced_on_the_same_port(
     before = worker_pids(server)
     victim_port = server.ports[0]
     os.kill(before[victim_port], signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            after = worker_pids(server)
-        except OSError:
-            time.sleep(0.05)
-            continue
-        if after[victim_port] != before[victim_port]:
-            break
-        time.sleep(0.05)
-    assert after[victim_port] != before[victim_port]
+
+    def replaced() -> dict[int, int] | None:
+        after = worker_pids(server)
+        return after if after[victim_port] != before[victim_port] else None
+
+    after = wait_until(replaced, 10, ignore=OSError, message=lambda: server.stderr)
     assert after[server.ports[1]] == before[server.ports[1]]
     assert f"worker {before[victim_port]} on port {victim_port} was killed by SIGKILL" in (
         server.stderr

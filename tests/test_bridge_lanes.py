@@ -15,6 +15,7 @@ from django.core import signals
 from django.test import override_settings
 from testproject.settings import DJANGO_MIDDLEWARE
 from tornado.httpclient import AsyncHTTPClient
+from waiting import until
 
 from hybrid import Config, make_app, run_sync
 from hybrid.lanes import LanePool, current_lane, lane_pool
@@ -117,10 +118,8 @@ async def test_request_signals_are_sent_on_the_lane(
     http_client: AsyncHTTPClient, base_url: str, signal_threads: list[tuple[str, str]], path: str
 ) -> None:
     await http_client.fetch(base_url + path)
-    for _ in range(100):  # request_finished comes when the response is out, just after
-        if len(signal_threads) == 2:
-            break
-        await asyncio.sleep(0.01)
+    # request_finished comes when the response is out, just after
+    await until(lambda: len(signal_threads) == 2, timeout=1, interval=0.01)
     kinds = [kind for kind, _ in signal_threads]
     assert kinds == ["started", "finished"]
     threads = {thread for _, thread in signal_threads}
@@ -137,7 +136,7 @@ async def test_request_signals_can_be_switched_off_for_handlers(
 ) -> None:
     assert app.settings["hybrid_config"].request_signals is False
     response = await http_client.fetch(base_url + "/bridge/db")
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # a stray signal would come by now: an absence has nothing to await
     assert response.code == 200
     assert signal_threads == []
 
@@ -235,8 +234,8 @@ async def test_lazy_lane_queues_jobs_while_all_lanes_are_busy() -> None:
         loop.run_in_executor(lazy, lambda n=n: order.append(f"job {n}") or n)  # type: ignore[func-returns-value]
         for n in range(3)
     ]
-    await asyncio.sleep(0.05)
-    assert order == [] and pool.waiting == 1 and lazy.lane is None  # nothing ran yet
+    await until(lambda: pool.waiting == 1, timeout=5)
+    assert order == [] and lazy.lane is None  # nothing ran yet
     pool.release(holder)
     assert await asyncio.gather(*jobs) == [0, 1, 2]
     assert order[0].startswith("lease hybrid-db-")  # on_lease first, on the lane
@@ -279,15 +278,20 @@ async def test_the_lane_connection_is_closed_at_request_end_without_a_signal_hop
 
     assert request_hygiene(None) is not None  # only Django's receivers: the cheap path
     await get_json(http_client, base_url + "/bridge/db")
-    await asyncio.sleep(0.05)  # close_old_connections is queued on the lane, not awaited
     pool = lane_pool(POOL)
     loop = asyncio.get_running_loop()
-    # CONN_MAX_AGE = 0: Django closes the connection when the request finishes.
-    open_after = [
-        await loop.run_in_executor(lane, lambda: connection.connection is not None)
-        for lane in pool._lanes
-    ]
-    assert open_after == [False] * POOL
+
+    async def every_lane_closed() -> bool:
+        return not any(
+            [
+                await loop.run_in_executor(lane, lambda: connection.connection is not None)
+                for lane in pool._lanes
+            ]
+        )
+
+    # CONN_MAX_AGE = 0: Django closes the connection when the request finishes, with
+    # close_old_connections queued on the lane, not awaited.
+    await until(every_lane_closed, timeout=5)
 
 
 def test_other_receivers_make_the_bridge_send_the_signals(

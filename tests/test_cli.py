@@ -12,7 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import REPO_DIR, TESTS_DIR, HybridProcess, hybrid_env, session_pids
+from conftest import (
+    REPO_DIR,
+    TESTS_DIR,
+    HybridProcess,
+    hybrid_env,
+    session_pids,
+    status_when_serving,
+)
+from waiting import wait_until
 
 from hybrid.cli import build_parser
 
@@ -248,16 +256,11 @@ def test_runhybrid_management_command_serves_with_the_same_options(
         start_new_session=True,
     )
     try:
-        import time
+        def pid_answer() -> dict[str, object]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/hybrid/pid", timeout=5) as r:
+                return dict(json.loads(r.read()))
 
-        deadline = time.monotonic() + 30
-        body: dict[str, object] = {}
-        while time.monotonic() < deadline and not body:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/hybrid/pid", timeout=5) as r:
-                    body = json.loads(r.read())
-            except OSError:
-                time.sleep(0.1)
+        body = wait_until(pid_answer, 30, interval=0.1, ignore=OSError, message="runhybrid serving")
         assert body.get("port") == port
         proc.terminate()
         assert proc.wait(timeout=30) == 0
@@ -295,7 +298,6 @@ def test_status_shows_workers_as_a_table_and_as_json(
 ) -> None:
     import os
     import signal
-    import time
     from pathlib import Path
 
     pidfile = Path(str(tmp_path)) / "hybrid.pid"
@@ -307,18 +309,22 @@ def test_status_shows_workers_as_a_table_and_as_json(
     with urllib.request.urlopen(f"http://127.0.0.1:{other}/hybrid/pid", timeout=10) as r:
         victim = json.loads(r.read())["pid"]
     os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    status: dict[str, object] = {}
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
+    shown: list[object] = []
+
+    def restart_and_requests_shown() -> dict[str, object] | None:
         result = run_hybrid("status", "--pidfile", str(pidfile), "--json")
         assert result.returncode == 0, result.stderr
         status = json.loads(result.stdout)
-        workers = {w["port"]: w for w in status["workers"]}  # type: ignore[attr-defined]
+        shown[:] = [status]
+        workers = {w["port"]: w for w in status["workers"]}
         if workers.get(other, {}).get("restarts") == 1 and workers[busy]["requests"] >= 3:
-            break
-    else:
-        raise AssertionError(f"status never showed the restart and the requests: {status}")
+            return dict(status)
+        return None
+
+    status = wait_until(
+        restart_and_requests_shown, 15, interval=0.3, message=lambda: f"status: {shown}"
+    )
+    workers = {w["port"]: w for w in status["workers"]}  # type: ignore[attr-defined]
     assert status["master"] == server.pid
     assert workers[busy]["state"] == "serving"
     assert workers[busy]["rss_mb"] > 10
@@ -363,7 +369,6 @@ def _free_pair(avoid: list[int]) -> int:
 def test_metrics_per_worker_and_merged_by_port(
     hybrid_serve: Serve, free_ports: Callable[[int], list[int]], tmp_path: object
 ) -> None:
-    import time
     from pathlib import Path
 
     pidfile = Path(str(tmp_path)) / "hybrid.pid"
@@ -398,7 +403,7 @@ def test_metrics_per_worker_and_merged_by_port(
         urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/metrics", timeout=10)
     assert info.value.code == 404
     info.value.close()
-    time.sleep(1.2)  # the status file names each worker's metrics URL
+    wait_until(lambda: status_when_serving(pidfile, ports), 10, message="status file written")
     merged = run_hybrid("metrics", "--pidfile", str(pidfile))
     assert merged.returncode == 0, merged.stderr
     assert (
@@ -433,7 +438,6 @@ def test_metrics_port_in_use_is_one_line(free_ports: Callable[[int], list[int]])
 def test_access_log_is_configurable_from_django_logging(
     hybrid_serve: Serve, free_ports: Callable[[int], list[int]], tmp_path: object
 ) -> None:
-    import time
     from pathlib import Path
 
     log_file = Path(str(tmp_path)) / "access.log"
@@ -445,10 +449,11 @@ def test_access_log_is_configurable_from_django_logging(
     )
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/django/pid?x=1", timeout=10) as r:
         r.read()
-    time.sleep(0.2)
-    lines = log_file.read_text().splitlines()
-    assert any(
-        re.fullmatch(rf"hybrid.access INFO GET /django/pid\?x=1 200 [\d.]+ms port={port}", line)
-        for line in lines
-    ), lines
+    access = rf"hybrid.access INFO GET /django/pid\?x=1 200 [\d.]+ms port={port}"
+    wait_until(
+        lambda: any(re.fullmatch(access, line) for line in log_file.read_text().splitlines()),
+        10,
+        ignore=FileNotFoundError,
+        message=lambda: f"{log_file}: {log_file.read_text() if log_file.exists() else None!r}",
+    )
     assert "GET /django/pid?x=1" not in server.stderr  # LOGGING took the logger over

@@ -16,6 +16,7 @@ import pytest
 from conftest import HybridProcess, MariaDB, hybrid_env
 from dbnative import ALIAS, run_native, setup_alias
 from tornado.httpclient import AsyncHTTPClient
+from waiting import until, wait_until
 
 from hybrid.db import stats
 
@@ -56,9 +57,12 @@ def test_one_pool_per_worker_made_after_fork_and_closed_on_stop(
     assert _client_connections(mariadb) > before
     code, stderr = server.stop()
     assert code == 0, stderr
-    deadline = time.monotonic() + 5
-    while _client_connections(mariadb) > before and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(
+        lambda: _client_connections(mariadb) <= before,
+        5,
+        interval=0.1,
+        message=lambda: f"{_client_connections(mariadb)} connections, {before} before",
+    )
     assert _client_connections(mariadb) == before
 
 
@@ -194,9 +198,9 @@ def test_a_cancelled_waiter_leaks_no_connection(native_alias: None) -> None:
         await Note.objects.acount()
         native_pool = pool.pools()[ALIAS]
         busy = asyncio.ensure_future(_alist(_sleepy(0.2)))
-        await asyncio.sleep(0.05)
+        await until(lambda: native_pool.freesize == 0, timeout=5)  # busy holds the one
         waiting = asyncio.ensure_future(Note.objects.acount())
-        await asyncio.sleep(0.05)
+        await until(lambda: native_pool._slots.waiting == 1, timeout=5)  # in line
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
@@ -221,7 +225,7 @@ def test_a_connection_the_server_killed_is_never_handed_out(
         native_pool = pool.pools()[ALIAS]
         conn = native_pool._free[-1]
         mariadb.query(f"KILL {conn.thread_id()}")
-        await asyncio.sleep(0.2)  # the loop sees the EOF
+        await until(lambda: not native_pool._usable(conn, time.monotonic()), timeout=5)  # EOF
         await Note.objects.filter(text="x").aupdate(n=1)  # a write: never retried
         assert native_pool._free[-1] is not conn
         return native_pool.size, stats["fallback"]

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO_DIR, HybridProcess, MariaDB, hybrid_env, mariadb_server
+from waiting import wait_until
 
 SCRIPT = REPO_DIR / "scripts" / "mariadb"
 
@@ -98,19 +99,29 @@ def test_mariadb_restart_under_load_errors_only_while_down(
     for client in clients:
         client.start()
     try:
-        deadline = time.monotonic() + 20
-        while min(len(c.answers) for c in clients) < 5 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(
+            lambda: min(len(c.answers) for c in clients) >= 5,
+            20,
+            message=lambda: f"5 answers each before the stop:\n{server.stderr[-3000:]}",
+        )
         stop_began = time.monotonic()
         assert _mariadb("stop", directory).returncode == 0
         down = time.monotonic()
-        time.sleep(1.5)
+        wait_until(  # requests fail while it is down, every client's several times
+            lambda: all(sum(a.started > down for a in c.answers) >= 3 for c in clients),
+            20,
+            message=lambda: f"3 answers each while down:\n{server.stderr[-3000:]}",
+        )
         restart_began = time.monotonic()
         restarted = _mariadb("restart", directory)
         assert restarted.returncode == 0, restarted.stderr
         assert f"MARIADB_PORT={mariadb.env['MARIADB_PORT']}" in restarted.stdout
         back = time.monotonic()
-        time.sleep(2.0)
+        wait_until(
+            lambda: all(sum(a.started > back for a in c.answers) >= 10 for c in clients),
+            30,
+            message=lambda: f"10 answers each once back:\n{server.stderr[-3000:]}",
+        )
     finally:
         for client in clients:
             client.stopping.set()

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from conftest import HybridProcess, MariaDB, hybrid_env
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from waiting import wait_until
 
 #: Requests for the leak test. 10,000 take ~20 s on 2 cores; 2,000 show the
 #: same plateau (every lane's connection is reused from the first requests on).
@@ -51,6 +52,29 @@ def short_wait_timeout(mariadb: MariaDB) -> Iterator[None]:
     mariadb.query("SET GLOBAL wait_timeout=28800")
 
 
+def connections_after(mariadb: MariaDB, marker: int) -> list[int]:
+    """Client connections opened after connection ``marker`` (MariaDB numbers them in
+    order), this question's own excluded."""
+    rows = mariadb.query(
+        "SELECT ID FROM information_schema.PROCESSLIST"
+        f" WHERE ID > {marker} AND ID <> CONNECTION_ID()"
+    )
+    return [int(row[0]) for row in rows]
+
+
+def wait_dropped(mariadb: MariaDB, marker: int, server: HybridProcess) -> None:
+    """Wait until the server has dropped every connection opened after ``marker``: the
+    lane's, idle past ``wait_timeout``."""
+    assert connections_after(mariadb, marker), "the lane opened no connection"
+    wait_until(
+        lambda: not connections_after(mariadb, marker),
+        10,
+        interval=0.2,
+        message=lambda: f"connections left: {connections_after(mariadb, marker)}\n"
+        + server.stderr[-3000:],
+    )
+
+
 def threads_connected(mariadb: MariaDB) -> int:
     """Client connections to the server, this question's own excluded."""
     rows = mariadb.query("SHOW GLOBAL STATUS LIKE 'Threads_connected'")
@@ -67,12 +91,15 @@ def get(url: str) -> tuple[int, bytes]:
 
 @pytest.mark.usefixtures("short_wait_timeout")
 def test_stale_connection_is_replaced_before_the_next_request(
-    serve_mysql: Callable[..., HybridProcess], free_ports: Callable[[int], list[int]]
+    serve_mysql: Callable[..., HybridProcess],
+    free_ports: Callable[[int], list[int]],
+    mariadb: MariaDB,
 ) -> None:
     server = serve_mysql("--db-threads", "1", ports=free_ports(1))
     url = server.url(server.ports[0], "/bridge/db")
+    marker = mariadb.query("SELECT CONNECTION_ID()")[0][0]
     assert get(url)[0] == 200  # the lane's connection opens, with wait_timeout=2
-    time.sleep(3)  # ... and the server drops it
+    wait_dropped(mariadb, marker, server)  # ... and the server drops it
     code, body = get(url)
     assert code == 200, body
     assert "gone away" not in server.stderr
@@ -80,13 +107,16 @@ def test_stale_connection_is_replaced_before_the_next_request(
 
 @pytest.mark.usefixtures("short_wait_timeout")
 def test_without_request_signals_the_stale_connection_fails(
-    serve_mysql: Callable[..., HybridProcess], free_ports: Callable[[int], list[int]]
+    serve_mysql: Callable[..., HybridProcess],
+    free_ports: Callable[[int], list[int]],
+    mariadb: MariaDB,
 ) -> None:
     """The negative control: what every Tornado + Django server without hygiene does."""
     server = serve_mysql("--db-threads", "1", "--request-signals", "false", ports=free_ports(1))
     url = server.url(server.ports[0], "/bridge/db")
+    marker = mariadb.query("SELECT CONNECTION_ID()")[0][0]
     assert get(url)[0] == 200
-    time.sleep(3)
+    wait_dropped(mariadb, marker, server)
     assert get(url)[0] == 500
     assert "OperationalError: (2006, \"MySQL server has gone away" in server.stderr
 

@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 from conftest import REPO_DIR, HybridProcess, hybrid_env
 from test_admin import chromium  # noqa: F401  (the headless Chromium fixture)
+from waiting import wait_until
 
 OPSCONSOLE = REPO_DIR / "examples" / "opsconsole"
 
@@ -73,10 +73,12 @@ def console(
         env=env,
     )
     base = f"http://127.0.0.1:{nginx_port}"
-    deadline = time.monotonic() + 20
-    while f"serving http://127.0.0.1:{nginx_port}" not in server.stderr:
-        assert time.monotonic() < deadline, server.stderr
-        time.sleep(0.1)
+    wait_until(
+        lambda: f"serving http://127.0.0.1:{nginx_port}" in server.stderr,
+        20,
+        interval=0.1,
+        message=lambda: server.stderr,
+    )
     return base, server
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from tornado.ioloop import IOLoop
+from waiting import until
 
 import hybrid.process
 from hybrid.errors import HybridError
@@ -75,15 +76,6 @@ def my_zombies() -> list[int]:
 
 def alive(pid: int) -> bool:
     return any(p == pid and state != "Z" for p, state, _, _ in _proc_stats())
-
-
-async def wait_until(predicate: Any, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.02)
-    return bool(predicate())
 
 
 @pytest.fixture(autouse=True)
@@ -188,7 +180,7 @@ async def test_subprocess_callback_once_with_output_and_no_limit_by_default() ->
     assert task.timeout < 0  # GenericSubprocess's default: no limit
     task.start()
     await done.wait()
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # a second call would come now: time to be sure it does not
     assert calls == [(0, "out\n", "err\n", False)]
 
 
@@ -199,7 +191,7 @@ async def test_subprocess_cancel_kills_group_and_calls_back() -> None:
         lambda s, o, e, t: done.set_result((s, t)), timeout=30, args=["sleep", "30"], kill_grace=0.5
     )
     task.start()
-    await wait_until(lambda: running_commands() != [])
+    await until(lambda: running_commands() != [], timeout=3, interval=0.02)
     pid = running_commands()[0][0]
     task.cancel()
     status, timed_out = await done
@@ -345,19 +337,21 @@ async def test_background_leftovers_are_killed_when_the_command_exits() -> None:
     result = await run_command(["sh", "-c", "sleep 30 & echo $!"], timeout=10, text=True)
     assert time.monotonic() - started < 2.0
     assert result.returncode == 0 and not result.timed_out
-    assert await wait_until(lambda: not alive(int(result.stdout)))
+    await until(lambda: not alive(int(result.stdout)), timeout=3, interval=0.02)
     assert group_members(result.pid) == []
 
 
 @pytest.mark.gen_test(timeout=10)
 async def test_cancelling_the_caller_kills_the_command() -> None:
     task = asyncio.ensure_future(run_command(["sh", "-c", "sleep 30 & sleep 30"], timeout=30))
-    assert await wait_until(lambda: running_commands() != [])
+    await until(lambda: running_commands() != [], timeout=3, interval=0.02)
     pid = running_commands()[0][0]
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await wait_until(lambda: group_members(pid) == [] and running_commands() == [])
+    await until(
+        lambda: group_members(pid) == [] and running_commands() == [], timeout=3, interval=0.02
+    )
 
 
 # --- safety: output caps ----------------------------------------------------------------
@@ -484,7 +478,7 @@ async def test_fifty_runs_with_limit_four_never_exceed_four(tmp_path: Path) -> N
 async def test_queue_timeout_raises_busy() -> None:
     set_max_concurrent(1)
     first = asyncio.ensure_future(run_command(["sleep", "0.5"], timeout=5))
-    await asyncio.sleep(0.05)
+    await until(running_commands, timeout=3, interval=0.01)  # it holds the one slot
     with pytest.raises(CommandBusy, match="set_max_concurrent"):
         await run_command(["true"], timeout=5, queue_timeout=0.1)
     queued = await run_command(["true"], timeout=5)  # without queue_timeout it waits
@@ -541,8 +535,7 @@ async def test_running_commands_take_no_thread_each() -> None:
     set_max_concurrent(20)
     threads_before = threading.active_count()
     running = [asyncio.ensure_future(run_command(["sleep", "0.5"], timeout=10)) for _ in range(20)]
-    while len(running_commands()) < 20:
-        await asyncio.sleep(0.01)
+    await until(lambda: len(running_commands()) >= 20, timeout=10, interval=0.01)
     threads_during = threading.active_count()
     results = await asyncio.gather(*running)
     assert [r.returncode for r in results] == [0] * 20
@@ -581,7 +574,7 @@ async def test_terminate_all_waits_then_kills_and_closes_the_gate() -> None:
     stubborn = asyncio.ensure_future(
         run_command(["sh", "-c", "trap '' TERM; sleep 30"], timeout=30)
     )
-    assert await wait_until(lambda: len(running_commands()) == 4)
+    await until(lambda: len(running_commands()) == 4, timeout=3, interval=0.02)
     started = time.monotonic()
     killed = await terminate_all(timeout=0.5, kill_grace=0.3)
     assert killed == 3

@@ -12,10 +12,10 @@ import tornado.web
 from test_process import (
     group_members,
     no_global_surprises,  # noqa: F401  (autouse: SIGCHLD, registry)
-    wait_until,
 )
 from tornado.httpclient import AsyncHTTPClient
 from tornado.tcpclient import TCPClient
+from waiting import until
 
 from hybrid.process import (
     AllowList,
@@ -317,7 +317,7 @@ async def test_handler_without_a_free_slot_is_a_503_with_retry_after(
 ) -> None:
     set_max_concurrent(1)
     first = asyncio.ensure_future(run_command(["sleep", "1"], timeout=5))
-    await asyncio.sleep(0.1)
+    await until(running_commands, timeout=3, interval=0.01)  # it holds the one slot
     response = await http_client.fetch(f"{base_url}/impatient/echo?arg=hi", raise_error=False)
     assert response.code == 503
     assert response.headers["Retry-After"] == "1"
@@ -344,7 +344,7 @@ async def test_a_flooding_stream_leaves_the_loop_to_other_requests(
     flood = asyncio.ensure_future(
         http_client.fetch(f"{base_url}/run/flood", streaming_callback=count, request_timeout=10)
     )
-    assert await wait_until(lambda: received > 1 << 16)
+    await until(lambda: received > 1 << 16, timeout=3, interval=0.02)
     started = time.monotonic()
     other = await http_client.fetch(f"{base_url}/run/echo?arg=hi")
     took = time.monotonic() - started
@@ -367,4 +367,6 @@ async def test_client_disconnect_kills_the_command(http_server: object, http_por
     pid = int(await stream.read_until(b"\n"))
     assert group_members(pid) != []
     stream.close()
-    assert await wait_until(lambda: group_members(pid) == [] and running_commands() == [])
+    await until(
+        lambda: group_members(pid) == [] and running_commands() == [], timeout=3, interval=0.02
+    )

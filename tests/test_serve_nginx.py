@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from conftest import HybridProcess, hybrid_env, wait_session_empty
+from waiting import wait_until
 
 from hybrid.nginx import NginxError, find_nginx
 from hybrid.procutil import children_of
@@ -72,14 +73,13 @@ def start_with_nginx(
     env: dict[str, str] | None = None,
 ) -> HybridProcess:
     server = hybrid_serve("--nginx", str(nginx_port), *args, ports=ports, env=env)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if call(nginx_port)[0] == 200:
-                return server
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nginx not serving on {nginx_port}:\n{server.stderr}")
+    wait_until(
+        lambda: call(nginx_port)[0] == 200,
+        20,
+        ignore=OSError,
+        message=lambda: f"nginx serving on {nginx_port}:\n{server.stderr}",
+    )
+    return server
 
 
 @dataclass
@@ -146,14 +146,13 @@ def test_nginx_host_listens_apart_from_the_workers(hybrid_serve: Serve, free_por
     workers still on ``--host`` 127.0.0.1 only."""
     port, nginx_port = free_ports(2)
     server = hybrid_serve("--nginx", str(nginx_port), "--nginx-host", "127.0.0.2", ports=[port])
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            assert call(nginx_port, host="127.0.0.2")[0] == 200
-            break
-        except OSError:
-            assert time.monotonic() < deadline, server.stderr
-            time.sleep(0.05)
+    status = wait_until(
+        lambda: call(nginx_port, host="127.0.0.2")[0],
+        20,
+        ignore=OSError,
+        message=lambda: server.stderr,
+    )
+    assert status == 200
     assert f"serving http://127.0.0.2:{nginx_port} in front of 1 worker(s)" in server.stderr
     assert call(port)[0] == 200
     with pytest.raises(ConnectionRefusedError):
@@ -213,17 +212,19 @@ def test_nginx_that_dies_is_started_again(hybrid_serve: Serve, free_ports: Ports
     # The killed master's own workers may answer (or drop) a request or two until the
     # master reaps it and kills its process group: wait for the restart, then require a
     # run of successes from the new nginx.
-    deadline = time.monotonic() + 15
     streak = 0
-    while streak < 5 and time.monotonic() < deadline:
+
+    def five_in_a_row_after_the_restart() -> bool:
+        nonlocal streak
         restarted = f"nginx {nginx_pid} was killed by SIGKILL; starting it again" in server.stderr
         try:
             ok = call(nginx_port)[0] == 200
         except OSError:
             ok = False
         streak = streak + 1 if ok and restarted else 0
-        time.sleep(0.05)
-    assert streak == 5, server.stderr
+        return streak == 5
+
+    wait_until(five_in_a_row_after_the_restart, 15, message=lambda: server.stderr)
     assert f"nginx {nginx_pid} was killed by SIGKILL; starting it again" in server.stderr
 
 
@@ -245,11 +246,11 @@ def test_chaos_kill_a_worker_every_2s_behind_nginx(
     rng = random.Random(7)
     try:
         for _ in range(6):
-            time.sleep(2)
+            time.sleep(2)  # the kill schedule: one every 2 s is the scenario
             victim = rng.choice(list(worker_pids(server).values()))
             kills.append(time.monotonic())
             os.kill(victim, signal.SIGKILL)
-        time.sleep(1)
+        time.sleep(1)  # and a second of traffic after the last kill
     finally:
         finish(traffic, threads)
     get_failures = [f for f in traffic.failures if f[1].startswith("GET")]
@@ -278,13 +279,20 @@ def test_zero_failed_requests_through_nginx_across_reloads(
     traffic = Traffic(nginx_port)
     threads = traffic.run([traffic.get_loop, traffic.get_loop, traffic.post_loop])
     try:
-        time.sleep(1)
+        wait_until(lambda: traffic.ok >= 20, 20, message="traffic through nginx")
         if trigger == "sighup":
             os.kill(server.pid, signal.SIGHUP)
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and set(worker_pids(server).values()) & before:
-            time.sleep(0.2)
-        time.sleep(1)
+        wait_until(
+            lambda: not set(worker_pids(server).values()) & before,
+            40,
+            interval=0.2,
+            message="every port served by a new worker",
+        )
+        wait_until(  # the old workers drained, under traffic, and exited
+            lambda: not set(children_of(server.pid)) & before,
+            30,
+            message=lambda: f"old workers {before} gone:\n{server.stderr[-3000:]}",
+        )
     finally:
         finish(traffic, threads)
     assert not set(worker_pids(server).values()) & before, "not every worker was replaced"

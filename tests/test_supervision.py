@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import HybridProcess, hybrid_env, wait_session_empty
+from conftest import HybridProcess, hybrid_env, status_when_serving, wait_session_empty
+from waiting import wait_until
 
 Serve = Callable[..., HybridProcess]
 Ports = Callable[[int], list[int]]
@@ -43,19 +44,6 @@ def request(
 
 def pid_of(port: int) -> int:
     return int(str(request(port)[1]["pid"]))
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll ``check`` until true; return the seconds it took."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            if check():
-                return time.monotonic() - started
-        except OSError:
-            pass
-        time.sleep(0.02)
-    raise AssertionError(f"{what}: not within {timeout}s")
 
 
 def in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
@@ -129,7 +117,9 @@ def test_sigkilled_worker_is_replaced_quickly_and_the_death_is_logged(
     server = hybrid_serve(ports=free_ports(2))
     victim = pid_of(server.ports[0])
     os.kill(victim, signal.SIGKILL)
-    took = wait_until(lambda: pid_of(server.ports[0]) != victim, 10, "replacement")
+    started = time.monotonic()
+    wait_until(lambda: pid_of(server.ports[0]) != victim, 10, ignore=OSError, message="replacement")
+    took = time.monotonic() - started
     assert took < 5  # ~0.2 s here (docs/deploy/processes.md); loose for a shared 2-core machine
     assert f"worker {victim} on port {server.ports[0]} was killed by SIGKILL" in server.stderr
 
@@ -156,9 +146,14 @@ def test_blocked_ioloop_is_killed_and_replaced_within_the_timeout(
     stuck = pid_of(stuck_port)
     started = time.monotonic()
     blocker, outcome = in_thread(lambda: request(stuck_port, path="/hybrid/block?s=60"))
-    time.sleep(0.5)
+    time.sleep(0.5)  # a head start: the request blocks the loop (nothing shows it outside)
     assert request(other_port)[0] == 200  # the other port keeps serving meanwhile
-    wait_until(lambda: pid_of(stuck_port) != stuck, 10, "replacement of the stuck worker")
+    wait_until(
+        lambda: pid_of(stuck_port) != stuck,
+        10,
+        ignore=OSError,
+        message="replacement of the stuck worker",
+    )
     assert time.monotonic() - started < 2 + 2 + 1
     blocker.join(timeout=10)
     assert isinstance(outcome[0], OSError)  # the stuck request died with its worker
@@ -178,7 +173,7 @@ def test_graceful_stop_finishes_a_3s_request_and_kills_command_grandchildren(
         target=lambda: result.update(request(server.ports[0], path="/hybrid/sleep?s=3")[1])
     )
     slow.start()
-    time.sleep(0.5)
+    time.sleep(0.5)  # a head start: the request is in its handler (no outside sign of it)
     status, log = server.stop(signal.SIGTERM)
     slow.join(timeout=10)
     assert status == 0, log
@@ -194,7 +189,7 @@ def test_grandchildren_of_a_killed_worker_are_reaped_by_the_master(
     worker = pid_of(server.ports[0])
     spawned = int(str(request(server.ports[0], path="/hybrid/spawn")[1]["pid"]))
     os.kill(worker, signal.SIGKILL)
-    wait_until(lambda: not Path(f"/proc/{spawned}").exists(), 10, "orphan killed")
+    wait_until(lambda: not Path(f"/proc/{spawned}").exists(), 10, message="orphan killed")
     assert f"killing process {spawned} left behind by a worker" in server.stderr
 
 
@@ -204,12 +199,20 @@ def test_sighup_replaces_workers_one_port_at_a_time_with_zero_failed_requests(
     server = hybrid_serve(ports=free_ports(3))
     before = {port: pid_of(port) for port in server.ports}
     with load(server.ports) as traffic:
-        time.sleep(0.5)
+        wait_until(lambda: traffic.ok >= 10, 10, message="traffic flowing")
         os.kill(server.pid, signal.SIGHUP)
         wait_until(
-            lambda: all(pid_of(p) != before[p] for p in server.ports), 30, "every port reloaded"
+            lambda: all(pid_of(p) != before[p] for p in server.ports),
+            30,
+            ignore=OSError,
+            message="every port reloaded",
         )
-        time.sleep(0.5)
+        wait_until(  # ... and every old worker drained (under load) and gone
+            lambda: server.stderr.count(" replaced by worker ") == 3
+            and len(_children(server.pid)) == 3,
+            10,
+            message=lambda: f"old workers gone:\n{server.stderr[-3000:]}",
+        )
     assert_no_failures(traffic, server)
     assert traffic.ok > 50
     # One port at a time: each new worker serves before its old one drains, and the next
@@ -241,7 +244,7 @@ def test_reload_command_with_pidfile(
         env=hybrid_env(),
     )
     assert result.returncode == 0, result.stderr
-    wait_until(lambda: pid_of(server.ports[0]) != before, 20, "reload")
+    wait_until(lambda: pid_of(server.ports[0]) != before, 20, ignore=OSError, message="reload")
     result = subprocess.run(
         [sys.executable, "-m", "hybrid", "stop", "--pidfile", str(pidfile)],
         capture_output=True,
@@ -279,7 +282,7 @@ def test_reload_and_stop_wait_until_done(
 
     pidfile = tmp_path / "hybrid.pid"
     server = hybrid_serve("--pidfile", str(pidfile), ports=free_ports(2))
-    time.sleep(1.2)  # the status file is rewritten every second
+    wait_until(lambda: status_when_serving(pidfile, server.ports), 10, message="status file")
     before = {port: pid_of(port) for port in server.ports}
     kept = http.client.HTTPConnection("127.0.0.1", server.ports[0], timeout=10)
     kept.request("GET", "/hybrid/pid")
@@ -340,7 +343,12 @@ def test_reload_picks_up_new_code(hybrid_serve: Serve, free_ports: Ports, tmp_pa
     assert request(server.ports[0])[1]["version"] == 1
     routes.write_text(template.format(v=2))
     os.kill(server.pid, signal.SIGHUP)
-    wait_until(lambda: request(server.ports[0])[1]["version"] == 2, 20, "new code served")
+    wait_until(
+        lambda: request(server.ports[0])[1]["version"] == 2,
+        20,
+        ignore=OSError,
+        message="new code served",
+    )
 
 
 def test_reload_with_broken_code_keeps_the_old_workers(
@@ -353,7 +361,7 @@ def test_reload_with_broken_code_keeps_the_old_workers(
     before = {p: pid_of(p) for p in server.ports}
     routes.write_text("import no_such_module_anywhere\n")
     os.kill(server.pid, signal.SIGHUP)
-    wait_until(lambda: "reload abandoned" in server.stderr, 20, "reload abandoned")
+    wait_until(lambda: "reload abandoned" in server.stderr, 20, message="reload abandoned")
     assert {p: pid_of(p) for p in server.ports} == before
     assert "No module named 'no_such_module_anywhere'" in server.stderr
     assert server.proc.poll() is None
@@ -371,7 +379,7 @@ def test_reload_wait_reports_an_abandoned_reload_at_once(
         "--pythonpath", str(tmp_path), "--pidfile", str(pidfile),
         ports=free_ports(2), settings="brokenwait.settings",
     )
-    time.sleep(1.2)  # the status file is rewritten every second
+    wait_until(lambda: status_when_serving(pidfile, server.ports), 10, message="status file")
     routes.write_text("import no_such_module_anywhere\n")
     started = time.monotonic()
     result = subprocess.run(
@@ -426,7 +434,7 @@ def test_max_requests_recycles_workers_without_failed_requests(
     )
     first = {p: pid_of(p) for p in server.ports}
     with load(server.ports) as traffic:
-        wait_until(lambda: len(traffic.pids) >= 6, 60, "several recycles")
+        wait_until(lambda: len(traffic.pids) >= 6, 60, message="several recycles")
     assert_no_failures(traffic, server)
     assert len(traffic.pids - set(first.values())) >= 4
     recycles = re.findall(r"served (\d+) requests \(--max-requests\)", server.stderr)
@@ -438,7 +446,7 @@ def test_max_rss_recycles_a_growing_worker(hybrid_serve: Serve, free_ports: Port
     before = pid_of(server.ports[0])
     for _ in range(3):
         request(server.ports[0], path="/hybrid/grow?mb=60")
-    wait_until(lambda: pid_of(server.ports[0]) != before, 20, "rss recycle")
+    wait_until(lambda: pid_of(server.ports[0]) != before, 20, ignore=OSError, message="rss recycle")
     assert re.search(rf"worker {before} on port \d+ uses \d+ MB \(--max-rss 150\)", server.stderr)
 
 
@@ -449,10 +457,19 @@ def test_sighup_during_a_reload_ends_with_one_fresh_worker_per_port(
     before = {p: pid_of(p) for p in server.ports}
     with load(server.ports) as traffic:
         os.kill(server.pid, signal.SIGHUP)
-        time.sleep(0.3)
+        wait_until(lambda: "reloading: replacing" in server.stderr, 10, message="reload begun")
         os.kill(server.pid, signal.SIGHUP)
-        wait_until(lambda: all(pid_of(p) != before[p] for p in server.ports), 30, "reloaded")
-        time.sleep(2)
+        wait_until(
+            lambda: all(pid_of(p) != before[p] for p in server.ports),
+            30,
+            ignore=OSError,
+            message="reloaded",
+        )
+        wait_until(  # the old workers drained (under load) and gone
+            lambda: len(_children(server.pid)) == 3,
+            10,
+            message=lambda: f"3 workers left:\n{server.stderr[-3000:]}",
+        )
     assert_no_failures(traffic, server)
     children = _children(server.pid)
     assert len(children) == 3, children  # no leftover or duplicate workers
@@ -462,7 +479,7 @@ def test_sighup_during_a_reload_ends_with_one_fresh_worker_per_port(
 def test_sigterm_during_a_reload_stops_everything(hybrid_serve: Serve, free_ports: Ports) -> None:
     server = hybrid_serve(ports=free_ports(3))
     os.kill(server.pid, signal.SIGHUP)
-    time.sleep(0.2)
+    wait_until(lambda: "reloading: replacing" in server.stderr, 10, message="reload begun")
     status, log = server.stop(signal.SIGTERM)
     assert status == 0, log
     assert wait_session_empty(server.pid) == []
@@ -472,9 +489,9 @@ def test_worker_dying_during_a_graceful_stop(hybrid_serve: Serve, free_ports: Po
     server = hybrid_serve(ports=free_ports(2))
     victim = pid_of(server.ports[0])
     slow, outcome = in_thread(lambda: request(server.ports[0], path="/hybrid/sleep?s=3"))
-    time.sleep(0.3)
+    time.sleep(0.3)  # a head start: the request is in its handler (no outside sign of it)
     os.kill(server.pid, signal.SIGTERM)
-    time.sleep(0.3)
+    wait_until(lambda: "got SIGTERM: stopping" in server.stderr, 10, message="stop begun")
     os.kill(victim, signal.SIGKILL)
     assert server.proc.wait(timeout=30) == 0
     slow.join(timeout=10)
@@ -506,7 +523,7 @@ def _commands_named(arg: str) -> list[int]:
 def test_graceful_stop_waits_for_a_running_command(hybrid_serve: Serve, free_ports: Ports) -> None:
     server = hybrid_serve("--graceful-timeout", "10", ports=free_ports(1))
     thread, outcome = in_thread(lambda: request(server.ports[0], path="/hybrid/command?s=1.5"))
-    time.sleep(0.5)
+    wait_until(lambda: _commands_named("1.5"), 10, message="command started")
     status, log = server.stop(signal.SIGTERM)
     thread.join(timeout=10)
     assert status == 0, log
@@ -518,7 +535,7 @@ def test_graceful_stop_kills_a_command_that_outlives_the_timeout(
 ) -> None:
     server = hybrid_serve("--graceful-timeout", "1", ports=free_ports(1))
     thread, _ = in_thread(lambda: request(server.ports[0], path="/hybrid/command?s=29.25"))
-    wait_until(lambda: bool(_commands_named("29.25")), 10, "command started")
+    wait_until(lambda: bool(_commands_named("29.25")), 10, message="command started")
     started = time.monotonic()
     status, log = server.stop(signal.SIGTERM)
     assert status == 0, log
