@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +48,7 @@ from typing import Any, ParamSpec, TypeVar
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 
 from hybrid._compat.asyncio import executor_threads
+from hybrid.log import app_log
 from hybrid.slots import PerLoop, Slots
 
 __all__ = [
@@ -65,8 +65,6 @@ __all__ = [
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-app_log = logging.getLogger("hybrid.application")
 
 #: Lanes of a loop's default pool when no worker installed one (tests, scripts).
 DEFAULT_LANES = 8
