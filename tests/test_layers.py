@@ -28,6 +28,13 @@ FORBIDDEN: list[tuple[str, str, frozenset[str]]] = [
     ("hybrid.lanes", "hybrid.db", frozenset()),
     ("hybrid.slots", "hybrid", frozenset()),  # the bottom: stdlib only
     ("hybrid", "hybrid.cli", CLI_ENTRY_POINTS),
+    # The process model: the master's helpers never load the master, nor each other's side.
+    ("hybrid.protocol", "hybrid", frozenset()),  # stdlib only, shared by master and worker
+    ("hybrid.procutil", "hybrid", frozenset()),
+    ("hybrid.control", "hybrid.arbiter", frozenset()),
+    ("hybrid.control", "hybrid.worker", frozenset()),
+    ("hybrid.nginx", "hybrid.arbiter", frozenset()),
+    ("hybrid.worker", "hybrid.arbiter", frozenset()),
 ]
 
 #: Packages whose modules must not import one another in a circle.
