@@ -1,6 +1,6 @@
 """Fixtures shared by the suite. Factories, not values (docs/design.md, "Code style").
 
-The Django project under test is ``tests/testproject`` on SQLite; its database lives in a
+The Django project under test is ``tests/projects/testproject`` on SQLite; its database lives in a
 temporary directory for the session and is migrated once. Process-level tests start the
 real ``hybrid serve`` in its own session (process group) and check that nothing of it is
 left afterwards.
@@ -28,6 +28,10 @@ pytest_plugins = ["loops"]
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_DIR = TESTS_DIR.parent
+#: The Django projects the suite serves, importable by name (``testproject.settings``).
+PROJECTS_DIR = TESTS_DIR / "projects"
+#: Helper modules of the suite (``waiting``, ``dbnative``) and its ``loops`` plugin.
+SUPPORT_DIR = TESTS_DIR / "support"
 
 _db_dir = tempfile.mkdtemp(prefix="hybrid-tests-")
 os.environ["TESTPROJECT_DB"] = os.path.join(_db_dir, "db.sqlite3")
@@ -84,7 +88,7 @@ def session_pids(sid: int) -> list[int]:
 
 def hybrid_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")]).rstrip(
+    env["PYTHONPATH"] = os.pathsep.join([str(PROJECTS_DIR), env.get("PYTHONPATH", "")]).rstrip(
         os.pathsep
     )
     env.update(extra)
@@ -302,8 +306,17 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that drive headless Chromium carry the ``browser`` marker, so that a stack can
-    leave them out with ``-m "not browser"`` (.ci/run does on its second stack)."""
+    """Markers follow from where a test lives and what it uses, so nobody has to remember
+    them: ``e2e`` for tests/e2e (real ``hybrid serve``, nginx, browsers), ``mysql`` for
+    tests on the private MariaDB, ``browser`` for tests that drive headless Chromium.
+    ``-m "not e2e"`` is the quick loop; ``-m "not browser"`` is what .ci/run's second
+    stack runs."""
+    e2e_dir = TESTS_DIR / "e2e"
     for item in items:
-        if "chromium" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if item.path.is_relative_to(e2e_dir):
+            item.add_marker(pytest.mark.e2e)
+        if "mariadb" in fixtures:
+            item.add_marker(pytest.mark.mysql)
+        if "chromium" in fixtures:
             item.add_marker(pytest.mark.browser)

@@ -2,7 +2,7 @@
 
     python -m scripts.bench.bridge_overhead [--duration 10] [--concurrency 32] [--wrk]
 
-Starts ``hybrid serve`` on one port with ``tests/testproject`` (SQLite in a temporary
+Starts ``hybrid serve`` on one port with ``tests/projects/testproject`` (SQLite in a temporary
 directory, migrated and filled here), then drives two pairs with the same load, one after
 the other: ``/bench/bridged-hello`` (a ``DjangoHandler`` writing "hello" through Django's
 default ``MIDDLEWARE``) against ``/bench/plain-hello`` (a ``tornado.web.RequestHandler``),
@@ -30,7 +30,7 @@ from . import wrk
 from .harness import free_port, stop_process, wait_ready
 from .paths import REPO
 
-TESTS = REPO / "tests"
+TESTS = REPO / "tests" / "projects"
 
 
 def prepare(env: dict[str, str]) -> None:

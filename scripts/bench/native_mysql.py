@@ -2,7 +2,7 @@
 
     python -m scripts.bench.native_mysql [--requests 2000] [--repeat 3] [--lanes 8]
 
-Starts a private MariaDB with scripts/mariadb, creates the tests/nativedb tables, then in
+Starts a private MariaDB with scripts/mariadb, creates the tests/projects/nativedb tables, then in
 one process and one event loop times, for concurrency 1, 64 and 256:
 
 * ``aget(pk=...)`` and a 100-row ``[o async for o in qs]``;
@@ -51,7 +51,8 @@ def main() -> None:
 def run(env: dict[str, str], requests: int, lane_count: int, repeat: int) -> None:
     import pymysql
 
-    import_package("nativedb", REPO / "tests" / "nativedb")  # the tests' app, as a package
+    # the tests' app, as a package
+    import_package("nativedb", REPO / "tests" / "projects" / "nativedb")
     pymysql.version_info = (2, 2, 7, "final", 0)
     pymysql.install_as_MySQLdb()
     create_database(env, DATABASE)

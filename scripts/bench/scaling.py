@@ -79,7 +79,7 @@ def measure(count: int, args: argparse.Namespace, workdir: str) -> dict[str, obj
     front = free_port()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(REPO / "tests"), str(REPO), env.get("PYTHONPATH")])
+        filter(None, [str(REPO / "tests" / "projects"), str(REPO), env.get("PYTHONPATH")])
     )
     env["TESTPROJECT_DB"] = os.path.join(workdir, f"db{count}.sqlite3")
     argv = [sys.executable, "-m", "hybrid", "serve", "--ports", ",".join(map(str, ports))]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    PROJECTS_DIR,
     REPO_DIR,
-    TESTS_DIR,
     HybridProcess,
     hybrid_env,
     session_pids,
@@ -246,7 +246,7 @@ def test_runhybrid_management_command_serves_with_the_same_options(
             "--settings",
             "testproject.settings",
             "--pythonpath",
-            str(TESTS_DIR),
+            str(PROJECTS_DIR),
         ],
         env=hybrid_env(),
         cwd=REPO_DIR,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import tornado.web
-from test_process import (
+from processes import (
     group_members,
     no_global_surprises,  # noqa: F401  (autouse: SIGCHLD, registry)
 )

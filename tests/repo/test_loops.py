@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from conftest import REPO_DIR, TESTS_DIR
+from conftest import REPO_DIR, SUPPORT_DIR
 
 SCENARIO = textwrap.dedent(
     """
@@ -47,7 +47,7 @@ def _run_scenario(tmp_path: Path, *plugins: str) -> subprocess.CompletedProcess[
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options],
         cwd=tmp_path,
-        env={"PYTHONPATH": str(TESTS_DIR), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(SUPPORT_DIR), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=60,

@@ -15,18 +15,22 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import (
+    alive,
+    group_members,
+    my_zombies,
+    no_global_surprises,  # noqa: F401  (autouse)
+)
 from tornado.ioloop import IOLoop
 from waiting import until
 
 import hybrid.process
 from hybrid.errors import HybridError
 from hybrid.process import (
-    DEFAULT_MAX_CONCURRENT,
     CommandBusy,
     CommandError,
     CommandFailed,
@@ -35,7 +39,6 @@ from hybrid.process import (
     CommandTimeout,
     Limits,
     Subprocess,
-    get_max_concurrent,
     run_command,
     running_commands,
     set_max_concurrent,
@@ -43,50 +46,6 @@ from hybrid.process import (
 )
 
 PY = sys.executable
-
-
-# --- helpers --------------------------------------------------------------------------
-
-
-def _proc_stats() -> list[tuple[int, str, int, int]]:
-    """(pid, state, ppid, pgrp) of every process /proc shows."""
-    stats = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry}/stat").read_bytes()
-        except OSError:
-            continue
-        fields = raw[raw.rfind(b")") + 2 :].split()
-        stats.append((int(entry), fields[0].decode(), int(fields[1]), int(fields[2])))
-    return stats
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in process group ``pgid``."""
-    return [pid for pid, state, _, pgrp in _proc_stats() if pgrp == pgid and state != "Z"]
-
-
-def my_zombies() -> list[int]:
-    """Children of this test process that exited and were never reaped."""
-    me = os.getpid()
-    return [pid for pid, state, ppid, _ in _proc_stats() if ppid == me and state == "Z"]
-
-
-def alive(pid: int) -> bool:
-    return any(p == pid and state != "Z" for p, state, _, _ in _proc_stats())
-
-
-@pytest.fixture(autouse=True)
-def no_global_surprises() -> Iterator[None]:
-    """Around every test: SIGCHLD untouched, no command left running, and the limit a test
-    set stayed with its own loop's gate."""
-    before = signal.getsignal(signal.SIGCHLD)
-    yield
-    assert get_max_concurrent() == DEFAULT_MAX_CONCURRENT
-    assert signal.getsignal(signal.SIGCHLD) == before
-    assert running_commands() == []
 
 
 # --- timeout, success, missing executable, failure: against both APIs -----------------

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import PROJECTS_DIR
 
 from hybrid.config import MAX_PORTS, OPTIONS, Config, parse_ports
 from hybrid.errors import ConfigError
@@ -262,6 +263,6 @@ def test_build_config_merges_settings_hybrid_under_cli_and_env() -> None:
         " {'HYBRID_HOST': '::1'})\n"
         "print(c.ports, c.host, c.graceful_timeout, c.sources['ports'])\n",
         HYBRID_TEST_PORTS="8101-8102",
-        PYTHONPATH=str(Path(__file__).parent),
+        PYTHONPATH=str(PROJECTS_DIR),
     )
     assert result.stdout.strip() == "(8101, 8102) ::1 5.0 settings.HYBRID['ports']", result.stderr

@@ -1,7 +1,7 @@
 """hybrid.db against the real MariaDB: the native path gives what the sync ORM gives.
 
 The ``mariadb`` fixture (``scripts/mariadb``) serves a ``native`` alias here, with the
-``tests/nativedb`` models routed to it. Every queryset of the differential tables is
+``tests/projects/nativedb`` models routed to it. Every queryset of the differential tables is
 evaluated by the sync ORM (on this thread) and natively (on an activated loop, through
 the patched async methods); results, order included, must be identical, and the native
 calls must not have fallen back to the thread path.
