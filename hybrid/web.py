@@ -80,13 +80,32 @@ class HybridApplication(tornado.web.Application):
 
     The worker uses it to drain before it stops (:meth:`start_draining`, :attr:`inflight`),
     to count requests for ``--max-requests`` (:attr:`served`, :attr:`on_request_done`), and
-    to honour ``X-Real-IP``/``X-Forwarded-*`` only from loopback peers (setting
-    ``hybrid_xheaders``), which is where the nginx in front connects from. Tornado's own
-    ``xheaders`` would trust any peer.
+    to honour ``X-Real-IP``/``X-Forwarded-*`` only from loopback peers (``Config.xheaders``),
+    which is where the nginx in front connects from. Tornado's own ``xheaders`` would trust
+    any peer.
+
+    hybrid's own options are the typed :attr:`config` (``--xheaders``,
+    ``--max-header-size``, ``--db-threads``, ``--request-signals``, ``--host``) and
+    :attr:`port`, which the bridge reads too (:mod:`hybrid.bridge.lifecycle`); the
+    keyword arguments left are Tornado's settings (``cookie_secret``,
+    ``websocket_ping_interval``...).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        handlers: Any = None,
+        default_host: str | None = None,
+        transforms: Any = None,
+        *,
+        config: Config | None = None,
+        port: int | None = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(handlers, default_host, transforms, **settings)
+        #: The worker's options (defaults when none was given).
+        self.config = config if config is not None else Config()
+        #: The port this application serves (None outside a worker).
+        self.port = port
         self.inflight = 0
         self.served = 0
         #: Open WebSockets (any tornado ``WebSocketHandler``), closed when the worker drains.
@@ -170,7 +189,7 @@ class HybridApplication(tornado.web.Application):
             handler.request.uri,
             status,
             1000.0 * handler.request.request_time(),
-            self.settings.get("hybrid_port"),
+            self.port,
         )
 
 
@@ -236,7 +255,7 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
         start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
         headers: httputil.HTTPHeaders,
     ) -> Any:
-        limit = self._app.settings.get("hybrid_max_header_size")
+        limit = self._app.config.max_header_size
         if limit and _head_size(start_line, headers) > limit:
             self._refuse_head(start_line, limit)
             return None
@@ -247,7 +266,7 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
             self._app._used[self._server_conn] = float("inf")  # busy, not idle
         if self._app.draining:
             tornado_compat.close_after_response(self._conn)
-        if self._app.settings.get("hybrid_xheaders") and _has_proxy_headers(headers):
+        if self._app.config.xheaders and _has_proxy_headers(headers):
             context = getattr(self._conn, "context", None)
             if _is_loopback(context):
                 tornado_compat.apply_xheaders(context, headers)
@@ -324,7 +343,7 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
             getattr(start_line, "method", "-"),
             getattr(start_line, "path", "-")[:200],
             limit,
-            self._app.settings.get("hybrid_port"),
+            self._app.port,
         )
 
     def on_connection_close(self) -> None:
@@ -379,16 +398,9 @@ def make_app(config: Config, port: int) -> HybridApplication:
         ) from None
     routes_path = getattr(settings, "HYBRID_ROUTES", None)
     routes = load_routes(routes_path) if routes_path is not None else []
-    fallback = (r".*", DjangoFallbackHandler, {"asgi_app": asgi_app, "server": (config.host, port)})
+    fallback = (r".*", DjangoFallbackHandler, {"asgi_app": asgi_app})
     try:
-        return HybridApplication(
-            [*routes, fallback],
-            hybrid_port=port,
-            hybrid_xheaders=config.xheaders,
-            hybrid_max_header_size=config.max_header_size,
-            hybrid_config=config,
-            hybrid_db_threads=config.db_thread_count,
-        )
+        return HybridApplication([*routes, fallback], config=config, port=port)
     except Exception as exc:
         raise AppLoadError(
             f"HYBRID_ROUTES = {routes_path!r} holds an invalid URL spec: {describe_exception(exc)}",

@@ -22,7 +22,7 @@ from testproject.settings import DJANGO_MIDDLEWARE
 from tornado.httpclient import AsyncHTTPClient
 
 from hybrid import Config, make_app
-from hybrid.bridge.handler import _make_chain
+from hybrid.bridge.lifecycle import make_handler_chain
 from hybrid.bridge.middleware import LOOP_SAFE, loop_variant
 from hybrid.lanes import LanePool, lane_context
 from hybrid.web import HybridApplication
@@ -59,7 +59,7 @@ async def post_form(request: HttpRequest) -> HttpResponse:
 
 def stock_chain() -> Any:
     """The same chain class with Django's own load_middleware (every hook on a thread)."""
-    loop_chain_class = type(_make_chain())
+    loop_chain_class = type(make_handler_chain())
 
     class StockChain(loop_chain_class):  # type: ignore[misc,valid-type]
         def load_middleware(self, is_async: bool = False) -> None:
@@ -147,7 +147,7 @@ async def test_responses_match_djangos_and_threads_only_for_io(
     view: View, method: str, on_thread: bool
 ) -> None:
     factory = AsyncRequestFactory()
-    loop_chain, stock = _make_chain(), stock_chain()
+    loop_chain, stock = make_handler_chain(), stock_chain()
     results = []
     for chain in (loop_chain, stock):
         make = factory.get if method == "get" else factory.post
@@ -166,7 +166,7 @@ async def test_responses_match_djangos_and_threads_only_for_io(
 async def test_a_saved_session_lands_in_the_database() -> None:
     request = AsyncRequestFactory().post("/page")
     request._dont_enforce_csrf_checks = True
-    response, leased = await serve(_make_chain(), request, write_session)
+    response, leased = await serve(make_handler_chain(), request, write_session)
     key = response.cookies[settings.SESSION_COOKIE_NAME].value
     session = await Session.objects.aget(session_key=key)
     assert session.get_decoded() == {"colour": "green"}
@@ -177,7 +177,7 @@ async def test_a_saved_session_lands_in_the_database() -> None:
 @pytest.mark.usefixtures("default_stack")
 async def test_csrf_is_enforced_on_the_loop_as_by_django() -> None:
     factory = AsyncRequestFactory()
-    for chain in (_make_chain(), stock_chain()):
+    for chain in (make_handler_chain(), stock_chain()):
         refused, leased = await serve(chain, factory.post("/page", {"x": "1"}), post_form)
         assert refused.status_code == 403
         token = "a" * 32
@@ -206,7 +206,7 @@ async def test_settings_that_add_io_send_hooks_to_the_thread(
     ):
         factory = AsyncRequestFactory()
         request = factory.get("/page")
-        response, leased = await serve(_make_chain(), request, view)
+        response, leased = await serve(make_handler_chain(), request, view)
         assert response.status_code == 200
         assert leased  # the session (database) is written, so a thread did it
         stock_response, _ = await serve(stock_chain(), factory.get("/page"), view)

@@ -270,7 +270,7 @@ def library() -> Library | None:
         ),
         Internal(
             "tornado.httpserver._HTTPRequestContext._apply_xheaders/_unapply_xheaders",
-            "honours X-Real-Ip/X-Forwarded-* from loopback peers only (hybrid_xheaders)",
+            "honours X-Real-Ip/X-Forwarded-* from loopback peers only (Config.xheaders)",
             _xheaders_context,
         ),
         Internal(

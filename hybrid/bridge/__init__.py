@@ -1,7 +1,10 @@
 """The bridge between Tornado and Django.
 
-``fallback`` serves every URL the project's ``HYBRID_ROUTES`` do not match through
-Django's own ASGI handler, driven from the worker's IOLoop. ``handler`` runs
+``lifecycle`` holds what every Django request served from Tornado goes through: its ASGI
+scope, the middleware chain around handler views, its database thread and request
+signals, the response closed and its cookies relayed. ``fallback`` serves every URL the
+project's ``HYBRID_ROUTES`` do not match through Django's own ASGI handler, driven from the
+worker's IOLoop. ``handler`` runs
 :class:`DjangoHandler` methods inside the project's middleware chain, on the worker's
 database threads (:mod:`hybrid.lanes`, re-exported here: :func:`run_sync`); ``decorators``
 has Django's access decorators for handler methods; ``websocket`` has
@@ -11,8 +14,9 @@ has Django's access decorators for handler methods; ``websocket`` has
 from __future__ import annotations
 
 from hybrid.bridge.decorators import csrf_exempt, login_required, permission_required
-from hybrid.bridge.fallback import DjangoFallbackHandler, build_scope, make_asgi_handler
+from hybrid.bridge.fallback import DjangoFallbackHandler, make_asgi_handler
 from hybrid.bridge.handler import DjangoHandler
+from hybrid.bridge.lifecycle import build_scope
 from hybrid.bridge.websocket import DjangoWebSocketHandler
 from hybrid.lanes import LanePool, lane_context, lane_pool, run_sync
 

@@ -14,27 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
-from tornado.httputil import HTTPServerRequest
 from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
 
 from hybrid._compat import tornado as tornado_compat
 from hybrid.bridge.hygiene import untangle_request
+from hybrid.bridge.lifecycle import build_scope, make_async_streaming, server_address
 from hybrid.bridge.middleware import loop_safe_middleware
 from hybrid.lanes import lane_context
 
-__all__ = [
-    "ASGIApp",
-    "DjangoFallbackHandler",
-    "build_scope",
-    "make_asgi_handler",
-    "make_async_streaming",
-]
+__all__ = ["ASGIApp", "DjangoFallbackHandler", "make_asgi_handler"]
 
 ASGIMessage = dict[str, Any]
 ASGIApp = Callable[
@@ -48,85 +40,6 @@ ASGIApp = Callable[
 
 #: The Django requests of the ASGI call in progress, untangled when it returns.
 _requests: contextvars.ContextVar[list[Any]] = contextvars.ContextVar("hybrid_asgi_requests")
-
-
-def build_scope(
-    request: HTTPServerRequest, server: tuple[str, int] | None = None
-) -> dict[str, Any]:
-    """The ASGI HTTP connection scope for a Tornado request (ASGI spec 2.3).
-
-    Tornado hands over the request line decoded as latin-1; the bytes are recovered from
-    it. Bytes that are not UTF-8 never reach Django as such (whose ``ASGIRequest`` would
-    fail on them with a 500 or a 400 with a traceback): in ``path`` they stay
-    percent-encoded, as Django's WSGI handler keeps them (``repercent_broken_unicode``), so
-    such a URL resolves like any unknown one (404); in ``query_string`` every non-ASCII
-    byte is percent-encoded (what browsers send anyway), which Django decodes to the same
-    text when it is UTF-8 and to U+FFFD where it is not.
-    """
-    raw_path = request.path.encode("latin-1")
-    headers = [
-        (name.lower().encode("latin-1"), value.encode("latin-1"))
-        for name, value in request.headers.get_all()
-    ]
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": request.version.removeprefix("HTTP/"),
-        "method": request.method or "GET",
-        "scheme": request.protocol,
-        "path": _decode_path(raw_path),
-        "raw_path": raw_path,
-        "query_string": _NON_ASCII.sub(_percent, request.query.encode("latin-1")),
-        "root_path": "",
-        "headers": headers,
-        "client": (request.remote_ip, 0) if request.remote_ip else None,
-        "server": server,
-        "state": {},
-    }
-
-
-_NON_ASCII = re.compile(rb"[\x80-\xff]")
-
-
-def _percent(match: re.Match[bytes]) -> bytes:
-    return b"%%%02X" % match[0][0]
-
-
-def _decode_path(raw_path: bytes) -> str:
-    """The percent-decoded path; bytes that are not UTF-8 stay percent-encoded."""
-    path = unquote_to_bytes(raw_path)
-    try:
-        return path.decode("utf-8")
-    except UnicodeDecodeError:
-        from django.utils.encoding import repercent_broken_unicode
-
-        return bytes(repercent_broken_unicode(path)).decode("utf-8")
-
-
-def make_async_streaming(response: Any) -> None:
-    """Give a ``StreamingHttpResponse`` over a sync iterator an async one, in place.
-
-    Each chunk is pulled on the request's database thread, one at a time, so the response
-    streams chunk by chunk (Django's own ``__aiter__`` would read the whole sync iterator
-    first, with a warning). Other responses are left alone.
-    """
-    if not getattr(response, "streaming", False) or response.is_async:
-        return
-    from asgiref.sync import sync_to_async
-
-    parts = iter(response.streaming_content)
-    done = object()
-
-    def pull_one() -> Any:
-        return next(parts, done)
-
-    pull = sync_to_async(pull_one, thread_sensitive=True)
-
-    async def chunk_by_chunk() -> Any:
-        while (part := await pull()) is not done:
-            yield part
-
-    response.streaming_content = chunk_by_chunk()
 
 
 def make_asgi_handler(db_threads: int | None = None) -> ASGIApp:
@@ -195,6 +108,8 @@ class DjangoFallbackHandler(RequestHandler):
     """Hands the request to Django's ASGI application and relays its response.
 
     Installed by :func:`hybrid.web.make_app` as the last rule, after ``HYBRID_ROUTES``.
+    The scope's ``server`` is ``server`` when given, else the address of the worker
+    serving the application (:func:`hybrid.bridge.lifecycle.server_address`).
     """
 
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
@@ -213,7 +128,8 @@ class DjangoFallbackHandler(RequestHandler):
         self._disconnected.set()
 
     async def get(self, *args: str, **kwargs: str) -> None:
-        await self._asgi_app(build_scope(self.request, self._server), self._receive, self._send)
+        server = self._server or server_address(self.application)
+        await self._asgi_app(build_scope(self.request, server), self._receive, self._send)
         if not tornado_compat.is_finished(self) and not self._disconnected.is_set():
             raise RuntimeError("the Django application returned without sending a response")
 

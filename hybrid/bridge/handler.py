@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import io
 import json
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
@@ -51,13 +50,10 @@ from tornado.concurrent import Future
 from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, RequestHandler
 
-from hybrid._compat import django as dj
 from hybrid._compat import tornado as tornado_compat
 from hybrid.bridge.decorators import view_decorators
-from hybrid.bridge.fallback import build_scope, make_async_streaming
-from hybrid.bridge.hygiene import RequestHygiene, close_response, request_hygiene, untangle_request
-from hybrid.bridge.middleware import loop_safe_middleware
-from hybrid.lanes import LazyLane, lane_context
+from hybrid.bridge.hygiene import untangle_request
+from hybrid.bridge.lifecycle import make_async_streaming, relay_cookies, request_lifecycle
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase
@@ -191,64 +187,23 @@ class DjangoHandler(RequestHandler):
     async def _through_django(
         self, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        settings = self.application.settings
-        config = settings.get("hybrid_config")
-        chain = _chain(self.application)
-        hygiene = None
-        if config is None or config.request_signals:
-            hygiene = request_hygiene(type(chain))
-            signals = "hygiene" if hygiene is not None else "send"
-        else:
-            signals = "off"
-        on_lease = hygiene.started if hygiene is not None else None
-        async with lane_context(settings.get("hybrid_db_threads"), on_lease=on_lease) as lane:
-            await self._serve(chain, method, args, kwargs, signals, hygiene, lane)
-
-    async def _serve(
-        self,
-        chain: Any,
-        method: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        signals_mode: str,
-        hygiene: RequestHygiene | None,
-        lane: LazyLane,
-    ) -> None:
-        """One request through the chain. ``signals_mode``: "send" the request signals as
-        Django does, do their work the cheap way ("hygiene", see hybrid.bridge.hygiene),
-        or "off" (``--request-signals false``)."""
-        from asgiref.sync import sync_to_async
-        from django.core import signals
-        from django.core.handlers.asgi import get_script_prefix
-        from django.urls import set_script_prefix
-
-        settings = self.application.settings
-        config = settings.get("hybrid_config")
-        port = settings.get("hybrid_port")
-        server = (config.host, port) if config is not None and port is not None else None
-        scope = build_scope(self.request, server)
-        # As Django's ASGIHandler: FORCE_SCRIPT_NAME (or the scope's root path) for reverse()
-        set_script_prefix(get_script_prefix(scope) or "/")
-        if signals_mode == "send":
-            await signals.request_started.asend(sender=type(chain), scope=scope)
-        request, response = chain.create_request(scope, io.BytesIO(self.request.body))
-        if request is not None:
-            self.django_request = request
-            request._hybrid_view = (self._make_view(method), args, kwargs)
-            response = await chain.run_get_response(request)
-        try:
-            await self._relay(response)
-        finally:
+        """One request through the middleware chain, on its lane, between the request
+        signals (:mod:`hybrid.bridge.lifecycle`)."""
+        async with request_lifecycle(self) as life:
+            await life.begin()
+            request, response = life.create_request(self.request.body)
+            if request is not None:
+                self.django_request = request
+                request._hybrid_view = (self._make_view(method), args, kwargs)
+                response = await life.chain.run_get_response(request)
             try:
-                if signals_mode == "send":
-                    await sync_to_async(response.close)()  # sends request_finished
-                elif hygiene is not None:
-                    close_response(response, hygiene, lane)
-                else:
-                    dj.close_resources(response)
+                await self._relay(response)
             finally:
-                if request is not None:
-                    untangle_request(request)
+                try:
+                    await life.close(response)
+                finally:
+                    if request is not None:
+                        untangle_request(request)
 
     def _make_view(self, method: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         async def view(request: Any, *args: Any, **kwargs: Any) -> Any:
@@ -367,8 +322,7 @@ class DjangoHandler(RequestHandler):
         self.set_status(response.status_code, reason=response.reason_phrase)
         for name, value in response.items():
             self.set_header(name, value)
-        for cookie in response.cookies.values():
-            self.add_header("Set-Cookie", cookie.output(header="").strip())
+        relay_cookies(self, response)
         if not response.streaming:
             send = not tornado_compat.should_not_send_content(response.status_code)
             self._wire_finish(response.content if send else b"")
@@ -429,37 +383,3 @@ def _through_django(method: Callable[..., Any]) -> Callable[..., Any]:
 
     wrapper._hybrid_through_django = True  # type: ignore[attr-defined]
     return wrapper
-
-
-def _chain(application: Any) -> Any:
-    """The application's Django middleware chain around handler views (built once)."""
-    chain = getattr(application, "_hybrid_django_chain", None)
-    if chain is None:
-        chain = application._hybrid_django_chain = _make_chain()
-    return chain
-
-
-def _make_chain() -> Any:
-    from django.core.handlers.asgi import ASGIHandler
-    from django.urls import ResolverMatch
-
-    class HandlerChain(ASGIHandler):  # type: ignore[misc]  # Django is untyped
-        """``settings.MIDDLEWARE`` around whatever view the request carries.
-
-        Django's ``_get_response_async`` runs unchanged (view middleware, the view,
-        exception and template-response middleware); only the URL resolution is replaced.
-        """
-
-        def resolve_request(self, request: Any) -> Any:
-            view, args, kwargs = request.__dict__.pop("_hybrid_view")
-            request.resolver_match = ResolverMatch(view, args, kwargs, route=request.path)
-            return view, args, kwargs
-
-        def make_view_atomic(self, view: Any) -> Any:
-            return view  # ATOMIC_REQUESTS cannot wrap an async view
-
-        def load_middleware(self, is_async: bool = False) -> None:
-            with loop_safe_middleware():
-                super().load_middleware(is_async)
-
-    return HandlerChain()

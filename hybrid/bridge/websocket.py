@@ -48,17 +48,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-import io
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tornado.websocket import WebSocketHandler
 
 from hybrid._compat import django as dj
-from hybrid.bridge.fallback import build_scope, make_async_streaming
-from hybrid.bridge.handler import _chain
-from hybrid.bridge.hygiene import close_response, request_hygiene
-from hybrid.lanes import lane_context
+from hybrid.bridge.lifecycle import make_async_streaming, relay_cookies, request_lifecycle
 from hybrid.log import app_log
 
 if TYPE_CHECKING:
@@ -126,15 +122,8 @@ class DjangoWebSocketHandler(WebSocketHandler):
     async def _handshake(self) -> HttpResponseBase | None:
         """Run the handshake through the middleware; the response to send instead of the
         upgrade, or None to upgrade."""
-        from asgiref.sync import sync_to_async
-        from django.core import signals
-        from django.core.handlers.asgi import get_script_prefix
         from django.http import HttpResponse, HttpResponseForbidden
-        from django.urls import set_script_prefix
 
-        chain = _chain(self.application)
-        signals_on = self._signals_on()
-        hygiene = request_hygiene(type(chain)) if signals_on else None
         accepted = HttpResponse()
 
         async def view(request: Any) -> HttpResponseBase:
@@ -151,13 +140,9 @@ class DjangoWebSocketHandler(WebSocketHandler):
         view.__module__ = type(self).__module__
         view.csrf_exempt = True  # type: ignore[attr-defined]  # a GET; Origin checked above
 
-        on_lease = hygiene.started if hygiene is not None else None
-        async with lane_context(self.settings.get("hybrid_db_threads"), on_lease=on_lease) as lane:
-            scope = build_scope(self.request, self._server())
-            set_script_prefix(get_script_prefix(scope) or "/")  # as Django's ASGIHandler
-            if signals_on and hygiene is None:
-                await signals.request_started.asend(sender=type(chain), scope=scope)
-            request, response = chain.create_request(scope, io.BytesIO(b""))
+        async with request_lifecycle(self) as life:
+            await life.begin()
+            request, response = life.create_request(b"")
             if request is not None:
                 self.django_request = request
                 origin = self.request.headers.get("Origin")
@@ -170,11 +155,10 @@ class DjangoWebSocketHandler(WebSocketHandler):
                     )
                 else:
                     request._hybrid_view = (view, (), {})
-                    response = await chain.run_get_response(request)
+                    response = await life.chain.run_get_response(request)
             try:
                 if response is accepted:
-                    for cookie in response.cookies.values():
-                        self.add_header("Set-Cookie", cookie.output(header="").strip())
+                    relay_cookies(self, response)
                     return None
                 if response.streaming:
                     make_async_streaming(response)
@@ -183,12 +167,7 @@ class DjangoWebSocketHandler(WebSocketHandler):
                     response = HttpResponse(body, status=response.status_code)
                 return response
             finally:
-                if hygiene is not None:
-                    close_response(response, hygiene, lane)  # request_finished's work
-                elif signals_on:
-                    await sync_to_async(response.close)()  # sends request_finished
-                else:
-                    dj.close_resources(response)
+                await life.close(response)
 
     def _send_refusal(self, response: HttpResponseBase) -> None:
         self.clear()
@@ -196,47 +175,22 @@ class DjangoWebSocketHandler(WebSocketHandler):
         self.set_status(response.status_code, reason=response.reason_phrase)
         for name, value in response.items():
             self.set_header(name, value)
-        for cookie in response.cookies.values():
-            self.add_header("Set-Cookie", cookie.output(header="").strip())
+        relay_cookies(self, response)
         self.finish(response.content)
-
-    def _server(self) -> tuple[str, int] | None:
-        config = self.settings.get("hybrid_config")
-        port = self.settings.get("hybrid_port")
-        return (config.host, port) if config is not None and port is not None else None
-
-    def _signals_on(self) -> bool:
-        config = self.settings.get("hybrid_config")
-        return bool(config.request_signals) if config is not None else True
 
     async def _in_django_lane(
         self, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
         """Run ``open``/``on_message`` on a leased lane between the request signals."""
-        from asgiref.sync import sync_to_async
-        from django.core import signals
-
-        chain = _chain(self.application)
-        signals_on = self._signals_on()
-        hygiene = request_hygiene(type(chain)) if signals_on else None
-        on_lease = hygiene.started if hygiene is not None else None
         try:
-            async with lane_context(
-                self.settings.get("hybrid_db_threads"), on_lease=on_lease
-            ) as lane:
-                if signals_on and hygiene is None:
-                    scope = build_scope(self.request, self._server())
-                    await signals.request_started.asend(sender=type(chain), scope=scope)
+            async with request_lifecycle(self) as life:
+                await life.started()
                 try:
                     result = method(self, *args, **kwargs)
                     if inspect.isawaitable(result):
                         result = await result
                 finally:
-                    if hygiene is not None:
-                        hygiene.finished_on_loop()
-                        lane.release(hygiene.finished_on_lane)
-                    elif signals_on:
-                        await sync_to_async(signals.request_finished.send)(sender=type(chain))
+                    await life.finish()
         except Exception:
             app_log.error(
                 "%s.%s() failed on WebSocket %s",

@@ -121,7 +121,7 @@ class _Sink(httputil.HTTPMessageDelegate):
 
 @pytest.mark.parametrize(("peer", "applied"), [("127.0.0.1", 1), ("198.51.100.4", 0)])
 def test_proxy_headers_are_applied_only_for_loopback_peers(peer: str, applied: int) -> None:
-    app = HybridApplication([], hybrid_xheaders=True)
+    app = HybridApplication([], config=Config(xheaders=True))
     conn = _FakeConnection(peer)
     tracked = _TrackedRequest(app, _Sink(), conn, object())
     start = httputil.RequestStartLine("GET", "/", "HTTP/1.1")
@@ -134,7 +134,7 @@ def test_proxy_headers_are_applied_only_for_loopback_peers(peer: str, applied: i
 
 
 def test_xheaders_off_applies_nothing_even_for_loopback() -> None:
-    app = HybridApplication([], hybrid_xheaders=False)
+    app = HybridApplication([], config=Config(xheaders=False))
     conn = _FakeConnection("127.0.0.1")
     tracked = _TrackedRequest(app, _Sink(), conn, object())
     tracked.headers_received(

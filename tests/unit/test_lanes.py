@@ -134,7 +134,7 @@ async def test_request_signals_can_be_switched_off_for_handlers(
     base_url: str,
     signal_threads: list[tuple[str, str]],
 ) -> None:
-    assert app.settings["hybrid_config"].request_signals is False
+    assert app.config.request_signals is False
     response = await http_client.fetch(base_url + "/bridge/db")
     await asyncio.sleep(0.05)  # a stray signal would come by now: an absence has nothing to await
     assert response.code == 200

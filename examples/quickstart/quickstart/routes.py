@@ -16,7 +16,7 @@ class HelloHandler(RequestHandler):
             {
                 "hello": "from hybrid",
                 "pid": os.getpid(),
-                "port": self.application.settings["hybrid_port"],
+                "port": self.application.port,
                 "greetings": count,
                 "latest": latest.name if latest else None,
             }

@@ -12,7 +12,7 @@ _ballast: list[bytes] = []
 
 class PidHandler(RequestHandler):
     async def get(self) -> None:
-        self.write({"pid": os.getpid(), "port": self.application.settings["hybrid_port"]})
+        self.write({"pid": os.getpid(), "port": self.application.port})
 
     async def post(self) -> None:
         self.write({"pid": os.getpid(), "got": len(self.request.body)})
