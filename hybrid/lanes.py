@@ -8,9 +8,9 @@ gives each request a context, and so a brand-new thread and database connection 
 request. hybrid does neither:
 
 * a worker owns a :class:`LanePool` of ``--db-threads`` lanes (built from its ``Config``
-  at boot and installed for its loop: :func:`install_lane_pool`), each a
-  ``ThreadPoolExecutor(max_workers=1)``: one long-lived thread whose connection persists
-  between requests as ``CONN_MAX_AGE`` allows;
+  at boot and installed for its loop: :func:`install_lane_pool`), each a :class:`Lane`
+  (a ``ThreadPoolExecutor(max_workers=1)``): one long-lived thread whose connection
+  persists between requests as ``CONN_MAX_AGE`` allows;
 * every Django request (:class:`~hybrid.DjangoHandler` and the Django fallback) enters
   ``ThreadSensitiveContext(executor=LazyLane(pool))`` (asgiref >= 3.13): the request leases
   a lane at its first thread-sensitive call (waiting without blocking the loop while all
@@ -47,12 +47,14 @@ from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 
+from hybrid._compat.asgiref import handed_exception
 from hybrid._compat.asyncio import executor_threads
 from hybrid.log import app_log
 from hybrid.slots import PerLoop, Slots
 
 __all__ = [
     "DEFAULT_LANES",
+    "Lane",
     "LanePool",
     "LazyLane",
     "close_lane_pools",
@@ -92,10 +94,7 @@ class LanePool:
         if size < 1:
             raise ValueError(f"a lane pool needs at least one thread, not {size}")
         self.size = size
-        self._lanes = [
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hybrid-db-{n}")
-            for n in range(size)
-        ]
+        self._lanes: list[ThreadPoolExecutor] = [Lane(f"hybrid-db-{n}") for n in range(size)]
         self._free: deque[ThreadPoolExecutor] = deque(self._lanes)
         self._slots = Slots(size)
 
@@ -172,6 +171,48 @@ class LanePool:
             lane.shutdown(wait=False)
 
 
+class Lane(ThreadPoolExecutor):
+    """One database thread: a one-thread executor whose jobs leave no reference cycle.
+
+    ``sync_to_async`` called inside an ``except`` block hands the exception being handled
+    to the thread, which re-raises it there so that the sync function runs inside an
+    ``except`` block too (:mod:`hybrid._compat.asgiref`). That leaves the thread's frame,
+    which refers back to the exception, at the head of the exception's traceback: a
+    cycle that would keep the request it was raised in (the loop-side frames of the
+    traceback) alive until the cyclic garbage collector runs. Once such a job is over, the
+    lane gives the exception back the traceback it had when it was handed over; while the
+    sync function runs, ``sys.exc_info()`` is what asgiref makes it.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(max_workers=1, thread_name_prefix=name)
+
+    def submit(
+        self, fn: Callable[..., R], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[R]:
+        return super().submit(_untangling(fn), *args, **kwargs)
+
+
+def _untangling(fn: Callable[..., R]) -> Callable[..., R]:
+    """``fn``, or when it is handed an exception, ``fn`` giving it its traceback back."""
+    handed = handed_exception(fn)
+    if handed is None:
+        return fn
+    exception, traceback = handed
+
+    def run(*args: Any, **kwargs: Any) -> R:
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as error:
+            if error is not exception:  # the job re-raised it: its traceback tells where
+                exception.__traceback__ = traceback
+            raise
+        exception.__traceback__ = traceback
+        return result
+
+    return run
+
+
 class LazyLane(concurrent.futures.Executor):
     """One request's database thread: a lane of ``pool`` leased at the first job, kept to
     the end of the request (:meth:`release`).
@@ -213,7 +254,8 @@ class LazyLane(concurrent.futures.Executor):
             self._waiter = self.pool.enqueue()
             self._waiter.add_done_callback(self._granted)
         future: concurrent.futures.Future[R] = concurrent.futures.Future()
-        self._queued.append((future, lambda: fn(*args, **kwargs)))
+        call = _untangling(fn)
+        self._queued.append((future, lambda: call(*args, **kwargs)))
         return future
 
     def _granted(self, waiter: asyncio.Future[None]) -> None:

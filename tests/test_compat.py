@@ -147,6 +147,7 @@ def test_the_default_check_covers_every_compat_module() -> None:
         "hybrid._compat.tornado",
         "hybrid._compat.aiomysql",
         "hybrid._compat.asyncio",
+        "hybrid._compat.asgiref",
     }
 
 

@@ -1,13 +1,15 @@
 """Every reach into another library's internals, one module per library.
 
 hybrid replaces methods of Django's ``QuerySet`` and ``Model``, reads Tornado's and
-aiomysql's private attributes and picks asyncio's child watcher. Each of those reaches is
+aiomysql's private attributes, picks asyncio's child watcher and reads what asgiref's
+``sync_to_async`` hands to a database thread. Each of those reaches is
 made from one of these modules and nowhere else:
 
 * :mod:`hybrid._compat.django`
 * :mod:`hybrid._compat.tornado`
 * :mod:`hybrid._compat.aiomysql`
 * :mod:`hybrid._compat.asyncio`
+* :mod:`hybrid._compat.asgiref`
 
 Each module declares what it needs as :class:`Internal` entries (the dotted name, a
 one-line reason, a probe) and the versions it is verified on. :func:`check` runs every
@@ -35,6 +37,7 @@ MODULES = (
     "hybrid._compat.tornado",
     "hybrid._compat.aiomysql",
     "hybrid._compat.asyncio",
+    "hybrid._compat.asgiref",
 )
 
 
