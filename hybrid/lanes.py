@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -97,6 +99,10 @@ class LanePool:
         self._lanes: list[ThreadPoolExecutor] = [Lane(f"hybrid-db-{n}") for n in range(size)]
         self._free: deque[ThreadPoolExecutor] = deque(self._lanes)
         self._slots = Slots(size)
+        # A pool dropped without aclose() (its loop closed, a test's own pool) still closes
+        # its threads' connections on them: otherwise they end with the threads, unclosed.
+        self._finalizer = weakref.finalize(self, _close_lanes, list(self._lanes))
+        self._finalizer.atexit = False  # at exit, concurrent.futures has joined the threads
 
     @property
     def busy(self) -> int:
@@ -160,15 +166,36 @@ class LanePool:
 
     async def aclose(self) -> None:
         """Close every lane's database connections on its own thread, then the threads;
-        requests still waiting for a lane fail."""
+        requests still waiting for a lane fail. (A pool that is garbage without this
+        closes them too, without waiting: :func:`_close_lanes`.)"""
+        self._finalizer.detach()
         self._slots.close(_closed_error)
-        from django.db import connections
-
         loop = asyncio.get_running_loop()
-        jobs = [loop.run_in_executor(lane, connections.close_all) for lane in self._lanes]
+        jobs = [loop.run_in_executor(lane, _close_connections) for lane in _started(self._lanes)]
         await asyncio.gather(*jobs, return_exceptions=True)
         for lane in self._lanes:
             lane.shutdown(wait=False)
+
+
+def _started(lanes: list[ThreadPoolExecutor]) -> list[ThreadPoolExecutor]:
+    """The lanes whose thread has started (the others have no connection to close)."""
+    return [lane for lane in lanes if executor_threads(lane)]
+
+
+def _close_connections() -> None:
+    """On a lane: close the Django connections of its thread."""
+    from django.db import connections
+
+    connections.close_all()
+
+
+def _close_lanes(lanes: list[ThreadPoolExecutor]) -> None:
+    """A pool's lanes, the pool gone: each closes its thread's connections, then ends."""
+    for lane in _started(lanes):
+        with contextlib.suppress(RuntimeError):  # shut down already
+            lane.submit(_close_connections)
+    for lane in lanes:
+        lane.shutdown(wait=False)
 
 
 class Lane(ThreadPoolExecutor):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import math
 import threading
@@ -18,7 +19,7 @@ from tornado.httpclient import AsyncHTTPClient
 from waiting import until
 
 from hybrid import Config, make_app, run_sync
-from hybrid.lanes import LanePool, current_lane, lane_pool
+from hybrid.lanes import LanePool, current_lane, lane_context, lane_pool
 from hybrid.web import HybridApplication
 
 ROUTES = "testproject.bridge_routes.routes"
@@ -169,6 +170,31 @@ async def test_pool_hands_lanes_out_first_come_first_served() -> None:
     await pool.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await pool.acquire()
+
+
+def _connect() -> tuple[Any, threading.Thread]:
+    """On a lane: open its thread's connection; that connection and the thread."""
+    from django.db import connections
+
+    connections["default"].ensure_connection()
+    return connections["default"], threading.current_thread()
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("closed", ["aclose", "dropped"])
+async def test_a_pool_closes_its_connections_on_their_threads(closed: str) -> None:
+    pool = LanePool(2)
+    async with lane_context(pool):
+        wrapper, thread = await run_sync(_connect)
+    assert wrapper.connection is not None and thread.name.startswith("hybrid-db-")
+    if closed == "aclose":
+        await pool.aclose()
+        assert wrapper.connection is None
+    else:  # its loop closed, a test's own pool: garbage without aclose()
+        del pool
+        gc.collect()
+        await until(lambda: wrapper.connection is None, timeout=5)
+    await until(lambda: not thread.is_alive(), timeout=5)
 
 
 def test_default_pool_size_follows_the_connection_budget() -> None:
