@@ -40,6 +40,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import os
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -101,7 +102,7 @@ class LanePool:
         self._slots = Slots(size)
         # A pool dropped without aclose() (its loop closed, a test's own pool) still closes
         # its threads' connections on them: otherwise they end with the threads, unclosed.
-        self._finalizer = weakref.finalize(self, _close_lanes, list(self._lanes))
+        self._finalizer = weakref.finalize(self, _close_lanes, list(self._lanes), os.getpid())
         self._finalizer.atexit = False  # at exit, concurrent.futures has joined the threads
 
     @property
@@ -189,8 +190,13 @@ def _close_connections() -> None:
     connections.close_all()
 
 
-def _close_lanes(lanes: list[ThreadPoolExecutor]) -> None:
-    """A pool's lanes, the pool gone: each closes its thread's connections, then ends."""
+def _close_lanes(lanes: list[ThreadPoolExecutor], pid: int) -> None:
+    """A pool's lanes, the pool gone: each closes its thread's connections, then ends.
+
+    Not in a child forked since (garbage collected between fork and exec, say): its
+    threads are not there, and a lock another thread held at the fork would block it."""
+    if os.getpid() != pid:
+        return
     for lane in _started(lanes):
         with contextlib.suppress(RuntimeError):  # shut down already
             lane.submit(_close_connections)

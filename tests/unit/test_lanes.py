@@ -6,6 +6,7 @@ import asyncio
 import gc
 import json
 import math
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -195,6 +196,31 @@ async def test_a_pool_closes_its_connections_on_their_threads(closed: str) -> No
         gc.collect()
         await until(lambda: wrapper.connection is None, timeout=5)
     await until(lambda: not thread.is_alive(), timeout=5)
+
+
+@pytest.mark.gen_test
+async def test_a_pool_dropped_in_a_forked_child_leaves_its_lanes_alone() -> None:
+    pool = LanePool(1)
+    async with lane_context(pool):
+        await run_sync(_connect)
+    lane = pool._lanes[0]
+    pid = os.fork()
+    if pid == 0:  # the child: no lane thread here; touching the executor could block
+        del pool
+        gc.collect()
+        try:
+            lane.submit(int)  # refused once the lane is shut down
+        except RuntimeError:
+            os._exit(1)
+        os._exit(0)
+
+    def reaped() -> tuple[int, int] | None:
+        found, status = os.waitpid(pid, os.WNOHANG)
+        return (found, status) if found == pid else None
+
+    _, status = await until(reaped, timeout=5)
+    await pool.aclose()
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_default_pool_size_follows_the_connection_budget() -> None:
