@@ -41,6 +41,8 @@ import concurrent.futures
 import contextlib
 import contextvars
 import os
+import queue
+import threading
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -102,8 +104,7 @@ class LanePool:
         self._slots = Slots(size)
         # A pool dropped without aclose() (its loop closed, a test's own pool) still closes
         # its threads' connections on them: otherwise they end with the threads, unclosed.
-        self._finalizer = weakref.finalize(self, _close_lanes, list(self._lanes), os.getpid())
-        self._finalizer.atexit = False  # at exit, concurrent.futures has joined the threads
+        self._finalizer = _reaper.watch(self, self._lanes)
 
     @property
     def busy(self) -> int:
@@ -168,7 +169,7 @@ class LanePool:
     async def aclose(self) -> None:
         """Close every lane's database connections on its own thread, then the threads;
         requests still waiting for a lane fail. (A pool that is garbage without this
-        closes them too, without waiting: :func:`_close_lanes`.)"""
+        closes them too, without waiting: :class:`_Reaper`.)"""
         self._finalizer.detach()
         self._slots.close(_closed_error)
         loop = asyncio.get_running_loop()
@@ -190,18 +191,52 @@ def _close_connections() -> None:
     connections.close_all()
 
 
-def _close_lanes(lanes: list[ThreadPoolExecutor], pid: int) -> None:
-    """A pool's lanes, the pool gone: each closes its thread's connections, then ends.
+class _Reaper:
+    """Closes the lanes of pools that were dropped without :meth:`LanePool.aclose`.
 
-    Not in a child forked since (garbage collected between fork and exec, say): its
-    threads are not there, and a lock another thread held at the fork would block it."""
-    if os.getpid() != pid:
-        return
+    A pool's finalizer runs wherever the garbage collector does, possibly inside an
+    executor's ``submit()`` holding the locks that submitting again would take: it only
+    puts the pool's lanes on a ``SimpleQueue`` (safe there), and this process's reaper
+    thread (a daemon, started with the first pool) has each lane close its thread's
+    connections, on that thread, and end.
+    """
+
+    def __init__(self) -> None:
+        self._dropped: queue.SimpleQueue[tuple[list[ThreadPoolExecutor], int]] = (
+            queue.SimpleQueue()
+        )
+        self._pid = 0
+
+    def watch(
+        self, pool: LanePool, lanes: list[ThreadPoolExecutor]
+    ) -> weakref.finalize[Any, Any]:
+        """Close ``lanes`` once ``pool`` is garbage (detach the result to stop that)."""
+        pid = os.getpid()
+        if self._pid != pid:  # the first pool of this process (a forked child has no thread)
+            self._pid = pid
+            threading.Thread(target=self._run, name="hybrid-db-reaper", daemon=True).start()
+        finalizer = weakref.finalize(pool, self._dropped.put, (list(lanes), pid))
+        finalizer.atexit = False  # at exit, concurrent.futures has joined the threads
+        return finalizer
+
+    def _run(self) -> None:
+        while True:
+            lanes, pid = self._dropped.get()
+            if pid == os.getpid():  # not a pool of the process this one was forked from
+                _close_lanes(lanes)
+            del lanes  # the executors go with their pool
+
+
+def _close_lanes(lanes: list[ThreadPoolExecutor]) -> None:
+    """Each lane closes its thread's connections, then ends (without waiting)."""
     for lane in _started(lanes):
         with contextlib.suppress(RuntimeError):  # shut down already
             lane.submit(_close_connections)
     for lane in lanes:
         lane.shutdown(wait=False)
+
+
+_reaper = _Reaper()
 
 
 class Lane(ThreadPoolExecutor):
