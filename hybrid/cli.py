@@ -219,8 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
             signal.SIGHUP,
             "every port runs a new worker and the old ones are gone",
         ),
-        ("stop", "tell a running master to stop gracefully (SIGTERM)", signal.SIGTERM,
-         "the master has exited"),
+        (
+            "stop",
+            "tell a running master to stop gracefully (SIGTERM)",
+            signal.SIGTERM,
+            "the master has exited",
+        ),
     ):
         sub = _add_pidfile_command(commands, name, help, signum=signum)
         sub.add_argument(

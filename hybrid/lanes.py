@@ -202,14 +202,10 @@ class _Reaper:
     """
 
     def __init__(self) -> None:
-        self._dropped: queue.SimpleQueue[tuple[list[ThreadPoolExecutor], int]] = (
-            queue.SimpleQueue()
-        )
+        self._dropped: queue.SimpleQueue[tuple[list[ThreadPoolExecutor], int]] = queue.SimpleQueue()
         self._pid = 0
 
-    def watch(
-        self, pool: LanePool, lanes: list[ThreadPoolExecutor]
-    ) -> weakref.finalize[Any, Any]:
+    def watch(self, pool: LanePool, lanes: list[ThreadPoolExecutor]) -> weakref.finalize[Any, Any]:
         """Close ``lanes`` once ``pool`` is garbage (detach the result to stop that)."""
         pid = os.getpid()
         if self._pid != pid:  # the first pool of this process (a forked child has no thread)

@@ -3,7 +3,7 @@
 Three things in a worker hand out a scarce resource to coroutines of its loop: the
 database threads (:mod:`hybrid.lanes`), the native aiomysql connections
 (:mod:`hybrid.db.pool`) and the command slots (:mod:`hybrid.process.gate`). Each needs the
-same guarantees, and each got one of them wrong at some point when written by hand, so
+same guarantees, each easy to get subtly wrong when written by hand, so
 they live here once:
 
 * :class:`Slots`: at most ``limit`` holders; the others wait in line, first come first

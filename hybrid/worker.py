@@ -166,9 +166,7 @@ class Worker:
         await self._drain(server, app)
         return 0
 
-    def _serve_metrics(
-        self, app: HybridApplication, lanes: LanePool
-    ) -> asyncio.Task[None] | None:
+    def _serve_metrics(self, app: HybridApplication, lanes: LanePool) -> asyncio.Task[None] | None:
         """With ``--metrics-port``: serve ``/metrics`` on this worker's private listener
         and start the event-loop lag probe. Returns the probe's task."""
         if not self.metrics_sockets:

@@ -203,7 +203,10 @@ def _child_watcher_api() -> bool:
     if sys.version_info >= (3, 12):
         return has_attrs(asyncio, "get_child_watcher", "PidfdChildWatcher")()
     return has_attrs(
-        asyncio, "AbstractChildWatcher", "ThreadedChildWatcher", "get_child_watcher",
+        asyncio,
+        "AbstractChildWatcher",
+        "ThreadedChildWatcher",
+        "get_child_watcher",
         "set_child_watcher",
     )()
 

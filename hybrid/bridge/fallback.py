@@ -102,7 +102,7 @@ def make_asgi_handler(db_threads: int | None = None) -> ASGIApp:
 
 
 # Tornado drops Content-Type/-Language/-Encoding from 204 and 304 responses; Django
-# decides what its responses carry (tests/test_parity.py).
+# decides what its responses carry (tests/unit/bridge/test_parity.py).
 @tornado_compat.keep_representation_headers
 class DjangoFallbackHandler(RequestHandler):
     """Hands the request to Django's ASGI application and relays its response.

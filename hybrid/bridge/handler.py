@@ -230,7 +230,7 @@ class DjangoHandler(RequestHandler):
         Not started eagerly (its first step run here, as Python 3.12's eager tasks do):
         that step would run with the request's task as ``asyncio.current_task()``, so an
         ``asyncio.timeout()`` or a ``TaskGroup`` entered there would cancel the wrong task
-        (tests/test_bridge_handler.py).
+        (tests/unit/bridge/test_bridge_handler.py).
         """
         self._capturing = True
         committed = self._committed = asyncio.get_running_loop().create_future()

@@ -26,7 +26,7 @@ Only the exact Django classes are replaced (a project's subclass may override a 
 I/O, so it keeps Django's behaviour), and only with Django's own session engines and
 message storages. Should a hook on the loop touch the database after all, Django's
 ``async_unsafe`` guard raises ``SynchronousOnlyOperation``; it never blocks the loop
-silently. Responses are Django's to the byte (tests/test_bridge_middleware.py serves the
+silently. Responses are Django's to the byte (tests/unit/bridge/test_bridge_middleware.py serves the
 same requests through both chains).
 
 Why not a library: Django has no per-hook async variant of these classes (as of 5.2), and
@@ -168,9 +168,7 @@ def _make_variant(cls: type, rules: Rules) -> type:
             if rules.request(self, request):
                 response = self.process_request(request)
             else:
-                response = await sync_to_async(self.process_request, thread_sensitive=True)(
-                    request
-                )
+                response = await sync_to_async(self.process_request, thread_sensitive=True)(request)
         response = response or await self.get_response(request)
         if hasattr(self, "process_response"):
             if rules.response(self, request, response):

@@ -310,7 +310,6 @@ class atomic:  # noqa: N801  # named like django.db.transaction.atomic
             tx.pool.release(tx.conn)
 
 
-
 class _ThreadBlock:
     """:class:`atomic` where ``alias`` cannot run natively: Django's
     ``transaction.atomic()`` entered on the context's database thread, whose connection

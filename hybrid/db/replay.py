@@ -81,9 +81,7 @@ _COMPILER_MODULES = frozenset(
 
 
 class _Replay:
-    def __init__(
-        self, alias: str, recorded: list[Result], compiled: dict[int, _Compiled]
-    ) -> None:
+    def __init__(self, alias: str, recorded: list[Result], compiled: dict[int, _Compiled]) -> None:
         self.alias = alias
         self.recorded = recorded
         self.compiled = compiled

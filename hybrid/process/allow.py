@@ -61,8 +61,10 @@ class CommandSpec:
                 f"'3'], not {self.argv!r}"
             )
         if isinstance(self.args, str):
-            raise ValueError(f"CommandSpec {self.name!r}: args is a list of patterns, one "
-                             "per argument; wrap a single pattern in a list")
+            raise ValueError(
+                f"CommandSpec {self.name!r}: args is a list of patterns, one "
+                "per argument; wrap a single pattern in a list"
+            )
         object.__setattr__(self, "argv", tuple(self.argv))
         object.__setattr__(self, "args", tuple(self.args))
         if len(self.args) > self.max_args:
@@ -178,6 +180,10 @@ class AllowList:
 
 def _defaults(spec: CommandSpec) -> dict[str, Any]:
     return {
-        "timeout": spec.timeout, "max_output": spec.max_output, "limits": spec.limits,
-        "cwd": spec.cwd, "env": spec.env, "text": spec.text,
+        "timeout": spec.timeout,
+        "max_output": spec.max_output,
+        "limits": spec.limits,
+        "cwd": spec.cwd,
+        "env": spec.env,
+        "text": spec.text,
     }

@@ -137,8 +137,10 @@ def prepare(
         encoding = "utf-8"
     if isinstance(input, str):
         if encoding is None:
-            raise TypeError("input= is a str but the command runs in bytes mode; pass "
-                            "text=True (or encoding=), or encode the input yourself")
+            raise TypeError(
+                "input= is a str but the command runs in bytes mode; pass "
+                "text=True (or encoding=), or encode the input yourself"
+            )
         data: bytes | None = input.encode(encoding)
     else:
         data = input
@@ -147,8 +149,19 @@ def prepare(
     else:
         spawn_argv, spawn_exe = argv, executable
     return Prepared(
-        argv=tuple(argv), spawn_argv=spawn_argv, executable=spawn_exe, env=child_env,
-        cwd=cwd_str, input=data, timeout=timeout, kill_grace=kill_grace,
-        max_output=max_output, encoding=encoding, errors=errors,
-        queue_timeout=queue_timeout, user=user, group=group, extra_groups=extra_groups,
+        argv=tuple(argv),
+        spawn_argv=spawn_argv,
+        executable=spawn_exe,
+        env=child_env,
+        cwd=cwd_str,
+        input=data,
+        timeout=timeout,
+        kill_grace=kill_grace,
+        max_output=max_output,
+        encoding=encoding,
+        errors=errors,
+        queue_timeout=queue_timeout,
+        user=user,
+        group=group,
+        extra_groups=extra_groups,
     )

@@ -29,10 +29,24 @@ __all__ = ["Subprocess"]
 #: ``callback(status, stdout, stderr, has_timed_out)``
 Callback = Callable[[int, Any, Any, bool], object]
 
-_OPTIONS = frozenset({
-    "input", "cwd", "env", "text", "encoding", "errors", "shell", "max_output", "limits",
-    "kill_grace", "queue_timeout", "user", "group", "extra_groups",
-})
+_OPTIONS = frozenset(
+    {
+        "input",
+        "cwd",
+        "env",
+        "text",
+        "encoding",
+        "errors",
+        "shell",
+        "max_output",
+        "limits",
+        "kill_grace",
+        "queue_timeout",
+        "user",
+        "group",
+        "extra_groups",
+    }
+)
 
 
 class Subprocess:
@@ -118,8 +132,9 @@ class Subprocess:
             message: Any = str(exc) if prep.encoding is not None else str(exc).encode()
             self._finish(127, empty, message, False)
             return
-        self._finish(self.result.returncode, self.result.stdout, self.result.stderr,
-                     self.result.timed_out)
+        self._finish(
+            self.result.returncode, self.result.stdout, self.result.stderr, self.result.timed_out
+        )
 
     def _on_spawn(self, execution: Execution) -> None:
         self._execution = execution

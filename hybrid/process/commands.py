@@ -85,26 +85,46 @@ async def execute(
 
 @overload
 async def run_command(
-    args: Command, *, timeout: float | None, text: Literal[False] = False,
-    encoding: None = None, check: bool = False, max_output: int | None = DEFAULT_MAX_OUTPUT,
+    args: Command,
+    *,
+    timeout: float | None,
+    text: Literal[False] = False,
+    encoding: None = None,
+    check: bool = False,
+    max_output: int | None = DEFAULT_MAX_OUTPUT,
     **options: Unpack[Options],
 ) -> CommandResult[bytes]: ...
 @overload
 async def run_command(
-    args: Command, *, timeout: float | None, text: Literal[True], encoding: str | None = None,
-    check: bool = False, max_output: int | None = DEFAULT_MAX_OUTPUT,
+    args: Command,
+    *,
+    timeout: float | None,
+    text: Literal[True],
+    encoding: str | None = None,
+    check: bool = False,
+    max_output: int | None = DEFAULT_MAX_OUTPUT,
     **options: Unpack[Options],
 ) -> CommandResult[str]: ...
 @overload
 async def run_command(
-    args: Command, *, timeout: float | None, text: bool = False, encoding: str,
-    check: bool = False, max_output: int | None = DEFAULT_MAX_OUTPUT,
+    args: Command,
+    *,
+    timeout: float | None,
+    text: bool = False,
+    encoding: str,
+    check: bool = False,
+    max_output: int | None = DEFAULT_MAX_OUTPUT,
     **options: Unpack[Options],
 ) -> CommandResult[str]: ...
 @overload
 async def run_command(
-    args: Command, *, timeout: float | None, text: bool = False, encoding: str | None = None,
-    check: bool = False, max_output: int | None = DEFAULT_MAX_OUTPUT,
+    args: Command,
+    *,
+    timeout: float | None,
+    text: bool = False,
+    encoding: str | None = None,
+    check: bool = False,
+    max_output: int | None = DEFAULT_MAX_OUTPUT,
     **options: Unpack[Options],
 ) -> CommandResult[Any]: ...
 async def run_command(
@@ -327,26 +347,46 @@ class CommandStream(Generic[AnyStr]):
 
 @overload
 def stream_command(
-    args: Command, *, timeout: float | None, lines: bool = False,
-    max_line: int = DEFAULT_MAX_LINE, text: Literal[False] = False, encoding: None = None,
+    args: Command,
+    *,
+    timeout: float | None,
+    lines: bool = False,
+    max_line: int = DEFAULT_MAX_LINE,
+    text: Literal[False] = False,
+    encoding: None = None,
     **options: Unpack[Options],
 ) -> CommandStream[bytes]: ...
 @overload
 def stream_command(
-    args: Command, *, timeout: float | None, lines: bool = False,
-    max_line: int = DEFAULT_MAX_LINE, text: Literal[True], encoding: str | None = None,
+    args: Command,
+    *,
+    timeout: float | None,
+    lines: bool = False,
+    max_line: int = DEFAULT_MAX_LINE,
+    text: Literal[True],
+    encoding: str | None = None,
     **options: Unpack[Options],
 ) -> CommandStream[str]: ...
 @overload
 def stream_command(
-    args: Command, *, timeout: float | None, lines: bool = False,
-    max_line: int = DEFAULT_MAX_LINE, text: bool = False, encoding: str,
+    args: Command,
+    *,
+    timeout: float | None,
+    lines: bool = False,
+    max_line: int = DEFAULT_MAX_LINE,
+    text: bool = False,
+    encoding: str,
     **options: Unpack[Options],
 ) -> CommandStream[str]: ...
 @overload
 def stream_command(
-    args: Command, *, timeout: float | None, lines: bool = False,
-    max_line: int = DEFAULT_MAX_LINE, text: bool = False, encoding: str | None = None,
+    args: Command,
+    *,
+    timeout: float | None,
+    lines: bool = False,
+    max_line: int = DEFAULT_MAX_LINE,
+    text: bool = False,
+    encoding: str | None = None,
     **options: Unpack[Options],
 ) -> CommandStream[Any]: ...
 def stream_command(

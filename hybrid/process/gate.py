@@ -14,8 +14,15 @@ from collections.abc import Sequence
 from hybrid.process.errors import CommandBusy, describe
 from hybrid.slots import PerLoop, Slots
 
-__all__ = ["DEFAULT_MAX_CONCURRENT", "Gate", "gate_for_running_loop", "gates",
-           "get_max_concurrent", "install_command_gate", "set_max_concurrent"]
+__all__ = [
+    "DEFAULT_MAX_CONCURRENT",
+    "Gate",
+    "gate_for_running_loop",
+    "gates",
+    "get_max_concurrent",
+    "install_command_gate",
+    "set_max_concurrent",
+]
 
 #: Commands one worker runs at once unless ``--max-commands`` says otherwise.
 DEFAULT_MAX_CONCURRENT = 16
@@ -53,7 +60,8 @@ class Gate:
         if self.slots.closed:
             raise CommandBusy(
                 f"command {describe(argv)} refused: the worker is shutting down",
-                cmd=argv, queue_timeout=0.0,
+                cmd=argv,
+                queue_timeout=0.0,
             )
         try:
             await self.slots.acquire(queue_timeout)
@@ -62,7 +70,8 @@ class Gate:
                 f"command {describe(argv)} waited {queue_timeout}s for one of the "
                 f"{self.slots.limit} command slots of this worker; raise queue_timeout=, "
                 "or the limit with set_max_concurrent()",
-                cmd=argv, queue_timeout=queue_timeout or 0.0,
+                cmd=argv,
+                queue_timeout=queue_timeout or 0.0,
             ) from None
 
     def release(self) -> None:

@@ -73,7 +73,8 @@ class CommandStreamHandler(tornado.web.RequestHandler):
         name = self.command or kwargs.get("name") or (args[0] if args else None)
         if not name:
             raise tornado.web.HTTPError(
-                500, "CommandStreamHandler needs command= in its URL spec, or a (?P<name>...) "
+                500,
+                "CommandStreamHandler needs command= in its URL spec, or a (?P<name>...) "
                 "group in its URL pattern",
             )
         # The raw values: get_query_arguments() would strip them and turn control
@@ -96,8 +97,9 @@ class CommandStreamHandler(tornado.web.RequestHandler):
         name, user_args = self.command_request(*args, **kwargs)
         sse = self.wants_sse()
         try:
-            stream = self.allow.stream(name, user_args, **{"lines": True, "text": True,
-                                                           **self.run_options})
+            stream = self.allow.stream(
+                name, user_args, **{"lines": True, "text": True, **self.run_options}
+            )
         except CommandNotAllowed as exc:
             self._public_reason = exc.public
             raise tornado.web.HTTPError(400 if name in self.allow else 404, "%s", exc) from None

@@ -129,12 +129,14 @@ class Execution:
             if isinstance(exc, FileNotFoundError):
                 raise CommandNotFound(
                     f"cannot start {describe(prep.argv)}: {exc.strerror}; install it or pass "
-                    "its full path", cmd=prep.argv,
+                    "its full path",
+                    cmd=prep.argv,
                 ) from exc
             if isinstance(exc, OSError):
                 raise CommandError(
                     f"cannot start {describe(prep.argv)}: {exc}; check permissions, cwd= and "
-                    "user=/group=", cmd=prep.argv,
+                    "user=/group=",
+                    cmd=prep.argv,
                 ) from exc
             raise
         finally:
@@ -176,8 +178,9 @@ class Execution:
         exit_task = self.loop.create_task(self._proc.wait())
         wakers: set[asyncio.Future[Any]] = {exit_task, self._stop}
         try:
-            await asyncio.wait(wakers, timeout=self.prep.timeout,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                wakers, timeout=self.prep.timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         except asyncio.CancelledError:
             self._start_cleanup(exit_task)
             raise
@@ -187,8 +190,10 @@ class Execution:
                 global _timeouts
                 _timeouts += 1
                 gen_log.info(
-                    "command %s (pid %d) ran past its timeout of %ss; killing its process "
-                    "group", describe(self.prep.argv), self.pid, self.prep.timeout,
+                    "command %s (pid %d) ran past its timeout of %ss; killing its process group",
+                    describe(self.prep.argv),
+                    self.pid,
+                    self.prep.timeout,
                 )
         # Shielded: cancelling the caller from here on must not interrupt the kill/reap.
         await asyncio.shield(self._start_cleanup(exit_task))
@@ -216,7 +221,9 @@ class Execution:
         if not done:
             gen_log.warning(
                 "command %s (pid %d) ignored SIGTERM for %.1fs; sending SIGKILL",
-                describe(self.prep.argv), self.pid, self.kill_grace,
+                describe(self.prep.argv),
+                self.pid,
+                self.kill_grace,
             )
             self._signal(signal.SIGKILL)
             await exit_task
@@ -225,8 +232,11 @@ class Execution:
         """Kill what the command left running in its process group (``cmd &``)."""
         if not group_alive(self.pid):
             return
-        gen_log.debug("command %s (pid %d) left processes behind; terminating them",
-                      describe(self.prep.argv), self.pid)
+        gen_log.debug(
+            "command %s (pid %d) left processes behind; terminating them",
+            describe(self.prep.argv),
+            self.pid,
+        )
         self._signal(signal.SIGTERM)
         deadline = time.monotonic() + self.kill_grace
         while group_alive(self.pid):

@@ -256,6 +256,7 @@ def test_runhybrid_management_command_serves_with_the_same_options(
         start_new_session=True,
     )
     try:
+
         def pid_answer() -> dict[str, object]:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/hybrid/pid", timeout=5) as r:
                 return dict(json.loads(r.read()))

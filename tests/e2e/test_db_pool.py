@@ -193,7 +193,6 @@ def test_a_cancelled_waiter_leaks_no_connection(native_alias: None) -> None:
 
     from hybrid.db import pool
 
-
     async def work() -> tuple[int, int, int]:
         await Note.objects.acount()
         native_pool = pool.pools()[ALIAS]
@@ -218,7 +217,6 @@ def test_a_connection_the_server_killed_is_never_handed_out(
     from nativedb.models import Note
 
     from hybrid.db import pool
-
 
     async def work() -> tuple[int, int]:
         await Note.objects.acount()

@@ -21,7 +21,7 @@ from waiting import wait_until
 
 #: Requests for the leak test. 10,000 take ~20 s on 2 cores; 2,000 show the
 #: same plateau (every lane's connection is reused from the first requests on).
-#: ``HYBRID_LEAK_REQUESTS=10000 pytest tests/test_hygiene.py`` runs the full count.
+#: ``HYBRID_LEAK_REQUESTS=10000 pytest tests/e2e/test_hygiene.py`` runs the full count.
 LEAK_REQUESTS = int(os.environ.get("HYBRID_LEAK_REQUESTS", "2000"))
 
 
@@ -31,7 +31,7 @@ def serve_mysql(
 ) -> Callable[..., HybridProcess]:
     def start(*args: str, ports: list[int]) -> HybridProcess:
         # These tests are about the database threads (lanes): keep the async ORM on them
-        # (tests/test_db_pool.py covers the native aiomysql path).
+        # (tests/e2e/test_db_pool.py covers the native aiomysql path).
         return hybrid_serve(
             "--native-mysql",
             "false",
@@ -70,8 +70,9 @@ def wait_dropped(mariadb: MariaDB, marker: int, server: HybridProcess) -> None:
         lambda: not connections_after(mariadb, marker),
         10,
         interval=0.2,
-        message=lambda: f"connections left: {connections_after(mariadb, marker)}\n"
-        + server.stderr[-3000:],
+        message=lambda: (
+            f"connections left: {connections_after(mariadb, marker)}\n" + server.stderr[-3000:]
+        ),
     )
 
 
@@ -118,7 +119,7 @@ def test_without_request_signals_the_stale_connection_fails(
     assert get(url)[0] == 200
     wait_dropped(mariadb, marker, server)
     assert get(url)[0] == 500
-    assert "OperationalError: (2006, \"MySQL server has gone away" in server.stderr
+    assert 'OperationalError: (2006, "MySQL server has gone away' in server.stderr
 
 
 def test_concurrent_queries_run_pool_size_at_a_time(

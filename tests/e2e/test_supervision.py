@@ -208,8 +208,9 @@ def test_sighup_replaces_workers_one_port_at_a_time_with_zero_failed_requests(
             message="every port reloaded",
         )
         wait_until(  # ... and every old worker drained (under load) and gone
-            lambda: server.stderr.count(" replaced by worker ") == 3
-            and len(_children(server.pid)) == 3,
+            lambda: (
+                server.stderr.count(" replaced by worker ") == 3 and len(_children(server.pid)) == 3
+            ),
             10,
             message=lambda: f"old workers gone:\n{server.stderr[-3000:]}",
         )
@@ -376,8 +377,12 @@ def test_reload_wait_reports_an_abandoned_reload_at_once(
     routes = make_project(tmp_path, "brokenwait", TESTPROJECT_ROUTES)
     pidfile = tmp_path / "hybrid.pid"
     server = hybrid_serve(
-        "--pythonpath", str(tmp_path), "--pidfile", str(pidfile),
-        ports=free_ports(2), settings="brokenwait.settings",
+        "--pythonpath",
+        str(tmp_path),
+        "--pidfile",
+        str(pidfile),
+        ports=free_ports(2),
+        settings="brokenwait.settings",
     )
     wait_until(lambda: status_when_serving(pidfile, server.ports), 10, message="status file")
     routes.write_text("import no_such_module_anywhere\n")

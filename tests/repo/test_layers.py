@@ -100,7 +100,9 @@ def test_no_module_imports_across_a_forbidden_edge() -> None:
         for importer, imports in _graph().items()
         for imported in imports
         for low, high, allowed in FORBIDDEN
-        if _under(importer, low) and _under(imported, high) and importer not in allowed
+        if _under(importer, low)
+        and _under(imported, high)
+        and importer not in allowed
         and not (low == "hybrid" and _under(importer, high))  # a package's own modules
     ]
     assert offenders == []

@@ -1,5 +1,6 @@
-"""tests/loops.py: pytest-tornado tests followed by ``asyncio.run()`` leave no unclosed
-loop for the garbage collector to find in a later test (a CI failure seen at random)."""
+"""tests/support/loops.py: pytest-tornado tests followed by ``asyncio.run()`` leave no unclosed
+loop for the garbage collector to find in a later test (which would fail that innocent
+test at random)."""
 
 from __future__ import annotations
 

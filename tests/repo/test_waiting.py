@@ -1,4 +1,4 @@
-"""tests/waiting.py: the suite's one way to wait on a condition."""
+"""tests/support/waiting.py: the suite's one way to wait on a condition."""
 
 from __future__ import annotations
 

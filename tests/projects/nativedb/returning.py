@@ -1,5 +1,5 @@
 """Models whose saves get values back from the database: a ``db_default`` and a stored
-``GeneratedField`` (tests/test_db_returning.py creates and drops their tables)."""
+``GeneratedField`` (tests/unit/db/test_db_returning.py creates and drops their tables)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Probe routes of the native MySQL tests (tests/test_db_pool.py, tests/test_db_restart.py).
+"""Probe routes of the native MySQL tests (tests/e2e/test_db_pool.py, tests/e2e/test_db_restart.py).
 
 ``/native/pool``: a native query, and what this worker's pool looks like.
 ``/native/probe``: a ``DjangoHandler`` that reads (``acount``) and, with ``?write=1``,

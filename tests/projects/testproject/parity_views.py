@@ -1,5 +1,5 @@
-"""Plain Django views for tests/test_parity.py: each answers the same through Django's test
-Client and through hybrid."""
+"""Plain Django views for tests/unit/bridge/test_parity.py: each answers the same through
+Django's test Client and through hybrid."""
 
 from django.http import (
     Http404,

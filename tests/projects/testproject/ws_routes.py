@@ -1,4 +1,4 @@
-"""DjangoWebSocketHandler routes for tests/test_bridge_websocket.py."""
+"""DjangoWebSocketHandler routes for tests/unit/bridge/test_bridge_websocket.py."""
 
 import threading
 

@@ -1,6 +1,6 @@
 """hybrid.db with ``USE_TZ = False``: naive datetimes, dates and times, read and written.
 
-The differential tables of tests/test_db_native.py run again over naive rows, plus
+The differential tables of tests/unit/db/test_db_native.py run again over naive rows, plus
 queries that depend on the time zone setting (date/time lookups and extracts, ``Trunc*``,
 ``dates()``/``datetimes()``), and a script of writes of datetime, date and time values
 (explicit, ``auto_now``/``auto_now_add``, ``F()`` updates, ``bulk_create``,

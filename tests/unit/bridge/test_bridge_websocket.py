@@ -224,6 +224,4 @@ async def test_an_exception_in_on_message_closes_with_1011_and_is_logged(
         assert await asyncio.wait_for(conn.read_message(), 5) is None
     assert conn.close_code == 1011
     conn.close()  # already closed by the server; this releases the client side
-    assert any(
-        r.exc_info and "boom from on_message" in str(r.exc_info[1]) for r in caplog.records
-    )
+    assert any(r.exc_info and "boom from on_message" in str(r.exc_info[1]) for r in caplog.records)

@@ -217,7 +217,6 @@ async def test_flushed_output_streams_through_middleware(
     assert response.headers["X-Async-Middleware"] == "yes"
 
 
-
 @pytest.mark.gen_test
 async def test_asyncio_timeout_and_task_groups_work_in_handler_methods(
     http_client: AsyncHTTPClient, base_url: str

@@ -1,7 +1,7 @@
 """The startup check of :mod:`hybrid._compat`: probes, versions, the one-line message.
 
 Fake libraries and fake compat modules only: the real Tornado and Python declarations are
-covered by tests/test_compat_tornado.py.
+covered by tests/unit/compat/test_compat_tornado.py.
 """
 
 from __future__ import annotations

@@ -138,5 +138,3 @@ def test_the_cases_cover_what_the_parity_suite_promises() -> None:
     for view in ("text", "json", "redirect", "missing", "form", "cookies", "headers"):
         assert f"/parity/{view}" in paths
     assert {"/parity/template", "/parity/query", "/parity/stream"} <= paths
-
-

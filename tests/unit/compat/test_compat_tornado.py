@@ -233,4 +233,3 @@ def test_only_the_compat_modules_reach_tornado_and_python_internals() -> None:
             if name in _REACHED:
                 offenders.append(f"{path.relative_to(package)}:{getattr(node, 'lineno', 0)} {name}")
     assert offenders == []
-
