@@ -6,6 +6,7 @@ covered by tests/unit/compat/test_compat_tornado.py.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import sys
 import types
@@ -159,3 +160,19 @@ def test_has_attrs_wants_every_name() -> None:
     probe = has_attrs(thing, "_c")
     thing._c = 2  # probes look when they run, not when they are made
     assert probe() is True
+
+
+def _declared() -> list[Internal]:
+    """Every internal the real compat modules declare, for the libraries installed here."""
+    found: list[Internal] = []
+    for dotted in MODULES:
+        library = importlib.import_module(dotted).library()
+        if library is not None:
+            found.extend(library.internals)
+    return found
+
+
+@pytest.mark.parametrize("internal", _declared(), ids=lambda internal: internal.name)
+def test_every_declared_probe_passes_on_the_installed_versions(internal: Internal) -> None:
+    assert internal.present() is True
+    assert internal.reason and "\n" not in internal.reason

@@ -21,24 +21,9 @@ from tornado.web import RequestHandler
 
 import hybrid
 from hybrid import errors
-from hybrid._compat import Internal, check
 from hybrid._compat import asyncio as asyncio_compat
+from hybrid._compat import check
 from hybrid._compat import tornado as tornado_compat
-
-
-def _internals() -> list[Internal]:
-    found: list[Internal] = []
-    for module in (tornado_compat, asyncio_compat):
-        library = module.library()
-        assert library is not None
-        found.extend(library.internals)
-    return found
-
-
-@pytest.mark.parametrize("internal", _internals(), ids=lambda internal: internal.name)
-def test_every_probe_passes_on_the_installed_versions(internal: Internal) -> None:
-    assert internal.present() is True
-    assert internal.reason and "\n" not in internal.reason
 
 
 def test_the_installed_versions_are_the_verified_ones() -> None:
