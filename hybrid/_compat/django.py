@@ -44,6 +44,7 @@ __all__ = [
     "deferred_save_allowed",
     "django6",
     "extract_model_params",
+    "flatten_middleware_chain",
     "fetch_all",
     "fetch_returned_rows",
     "get_pk_val",
@@ -56,6 +57,7 @@ __all__ = [
     "live_receivers",
     "mark_for_write",
     "messages_storage",
+    "middleware_chain",
     "MESSAGES_ATTRIBUTE",
     "mysql_server_data",
     "non_pk_concrete_field_names",
@@ -460,6 +462,18 @@ def handler_import_string() -> Callable[[str], Any]:
     return found
 
 
+def flatten_middleware_chain(handler: Any, make_chain: Callable[[Any], Any]) -> None:
+    """Replace ``handler._middleware_chain`` (what ``load_middleware()`` built) with
+    ``make_chain(handler._get_response_async)``: the same layers, run flat
+    (:mod:`hybrid.bridge.chain`)."""
+    handler._middleware_chain = make_chain(handler._get_response_async)
+
+
+def middleware_chain(handler: Any) -> Any:
+    """``handler._middleware_chain``: what ``get_response_async()`` awaits."""
+    return handler._middleware_chain
+
+
 def set_handler_import_string(fn: Callable[[str], Any]) -> None:
     """Set what :func:`handler_import_string` returns (see there)."""
     from django.core.handlers import base
@@ -737,6 +751,11 @@ def _internals() -> list[Internal]:
             "django.core.handlers.base.import_string",
             "load_middleware() is made to load loop-safe middleware variants",
             _has(_handlers_base, "import_string"),
+        ),
+        Internal(
+            "django.core.handlers.base.BaseHandler._middleware_chain",
+            "the chain of loop-safe middleware is run flat, as one coroutine",
+            _source_mentions(_handlers_base, "self._middleware_chain = handler"),
         ),
         Internal(
             "django.core.handlers.asgi.ASGIHandler.resolve_request/make_view_atomic"

@@ -36,6 +36,7 @@ from tornado.httputil import HTTPServerRequest
 from tornado.web import Application, RequestHandler
 
 from hybrid._compat import django as dj
+from hybrid.bridge.chain import FlatChain, collect_instances
 from hybrid.bridge.hygiene import RequestHygiene, close_response, request_hygiene
 from hybrid.bridge.middleware import loop_safe_middleware
 from hybrid.config import Config
@@ -172,8 +173,14 @@ def make_handler_chain() -> Any:
             return view  # ATOMIC_REQUESTS cannot wrap an async view
 
         def load_middleware(self, is_async: bool = False) -> None:
-            with loop_safe_middleware():
+            from django.conf import settings
+
+            with loop_safe_middleware(), collect_instances() as made:
                 super().load_middleware(is_async)
+            # Every layer a loop-safe variant (none left out as MiddlewareNotUsed): flat.
+            if is_async and made and len(made) == len(settings.MIDDLEWARE):
+                made.reverse()  # Django makes them innermost first
+                dj.flatten_middleware_chain(self, lambda inner: FlatChain(made, inner))
 
     return HandlerChain()
 

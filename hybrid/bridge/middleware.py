@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from hybrid._compat import django as dj
+from hybrid.bridge.chain import register_instance
 
 __all__ = ["LOOP_SAFE", "loop_safe_middleware", "loop_variant"]
 
@@ -125,6 +126,9 @@ class Rules:
         self.request = request
         self.response = response
         self.view = view
+        #: Hooks that always run on the loop (:mod:`hybrid.bridge.chain` calls them as is).
+        self.request_always = request is _always
+        self.response_always = response is _always
 
 
 #: Django's middleware classes (by import path) that hybrid runs on the loop, and when.
@@ -179,8 +183,14 @@ def _make_variant(cls: type, rules: Rules) -> type:
                 )
         return response
 
+    def __init__(self: Any, get_response: Any) -> None:
+        cls.__init__(self, get_response)  # type: ignore[misc]
+        register_instance(self)  # hybrid.bridge.chain runs the chain flat when all are known
+
     namespace: dict[str, Any] = {
+        "__init__": __init__,
         "__acall__": __acall__,
+        "hybrid_rules": rules,
         "__module__": cls.__module__,
         "__qualname__": cls.__qualname__,
         "__doc__": cls.__doc__,
@@ -196,7 +206,8 @@ def _make_variant(cls: type, rules: Rules) -> type:
             return await sync_to_async(sync_view, thread_sensitive=True)(self, request, *args)
 
         namespace["process_view"] = process_view
-    return type(cls.__name__, (cls,), namespace)
+    variant = type(cls.__name__, (cls,), namespace)
+    return variant
 
 
 @contextlib.contextmanager
