@@ -61,6 +61,7 @@ __all__ = [
     "DEFAULT_LANES",
     "Lane",
     "LanePool",
+    "LaneScope",
     "LazyLane",
     "close_lane_pools",
     "current_lane",
@@ -430,31 +431,57 @@ def current_lane() -> LazyLane | None:
     return _current_lane.get()
 
 
-@asynccontextmanager
-async def lane_context(
+def lane_context(
     pool: LanePool | int | None = None, *, on_lease: Callable[[], object] | None = None
-) -> AsyncIterator[LazyLane]:
+) -> LaneScope:
     """Make a lane of ``pool`` this context's thread for thread-sensitive sync code.
 
-    Inside, ``sync_to_async(..., thread_sensitive=True)`` (every async ORM call, sync views
-    and middleware, signal receivers) runs on one lane, leased at the first such call (see
-    :class:`LazyLane`; ``on_lease`` runs there first). Tasks started inside must finish
-    before the block ends (asgiref refuses their later thread-sensitive calls). The
-    yielded :class:`LazyLane`'s ``release(then)`` may be called before the block ends to
-    queue last work on the lane; the block releases it otherwise. ``pool``: a pool, a
-    size (:func:`lane_pool`), or None for the loop's own.
+    ``async with lane_context() as lane``: inside, ``sync_to_async(...,
+    thread_sensitive=True)`` (every async ORM call, sync views and middleware, signal
+    receivers) runs on one lane, leased at the first such call (see :class:`LazyLane`;
+    ``on_lease`` runs there first). Tasks started inside must finish before the block ends
+    (asgiref refuses their later thread-sensitive calls). The yielded :class:`LazyLane`'s
+    ``release(then)`` may be called before the block ends to queue last work on the lane;
+    the block releases it otherwise. ``pool``: a pool, a size (:func:`lane_pool`), or None
+    for the loop's own.
     """
-    if not isinstance(pool, LanePool):
-        pool = lane_pool(pool)
-    pool.check_open()
-    lane = LazyLane(pool, on_lease)
-    token = _current_lane.set(lane)
-    try:
-        async with ThreadSensitiveContext(executor=lane):
-            yield lane
-    finally:
-        _current_lane.reset(token)
-        lane.release()
+    return LaneScope(pool, on_lease)
+
+
+class LaneScope:
+    """The ``async with`` block of :func:`lane_context` (entered once per request: a class,
+    not a generator-based context manager, which costs several times as much)."""
+
+    __slots__ = ("_context", "_on_lease", "_pool", "_token", "lane")
+
+    def __init__(self, pool: LanePool | int | None, on_lease: Callable[[], object] | None) -> None:
+        self._pool = pool
+        self._on_lease = on_lease
+        self.lane: LazyLane | None = None
+
+    async def __aenter__(self) -> LazyLane:
+        pool = self._pool
+        if not isinstance(pool, LanePool):
+            pool = lane_pool(pool)
+        pool.check_open()
+        lane = self.lane = LazyLane(pool, self._on_lease)
+        self._token = _current_lane.set(lane)
+        self._context = ThreadSensitiveContext(executor=lane)
+        try:
+            await self._context.__aenter__()  # type: ignore[no-untyped-call]
+        except BaseException:
+            _current_lane.reset(self._token)
+            lane.release()
+            raise
+        return lane
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self.lane is not None
+        try:
+            await self._context.__aexit__(*exc_info)  # type: ignore[no-untyped-call]
+        finally:
+            _current_lane.reset(self._token)
+            self.lane.release()
 
 
 async def run_sync(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:

@@ -171,15 +171,21 @@ class PerLoop(Generic[T]):
         self._values: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = (
             weakref.WeakKeyDictionary()
         )
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], T] | None = None
 
     def get(self) -> T:
         """The running loop's value, made by the factory if it has none yet."""
         loop = asyncio.get_running_loop()
+        # Asked for on every request: the last answer, without a WeakKeyDictionary lookup.
+        last = self._last
+        if last is not None and last[0]() is loop:
+            return last[1]
         value = self._values.get(loop)
         if value is None:
             if self._factory is None:
                 raise LookupError("nothing was installed for this event loop")
             value = self._values[loop] = self._factory()
+        self._last = (weakref.ref(loop), value)
         return value
 
     def find(self, loop: asyncio.AbstractEventLoop | None = None) -> T | None:
@@ -194,8 +200,10 @@ class PerLoop(Generic[T]):
     def install(self, value: T, loop: asyncio.AbstractEventLoop | None = None) -> T:
         """Make ``value`` the value of ``loop`` (default: the running loop)."""
         self._values[loop or asyncio.get_running_loop()] = value
+        self._last = None
         return value
 
     def pop(self, loop: asyncio.AbstractEventLoop | None = None) -> T | None:
         """Forget ``loop``'s value (default: the running loop's) and return it, to close."""
+        self._last = None
         return self._values.pop(loop or asyncio.get_running_loop(), None)

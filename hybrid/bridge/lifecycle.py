@@ -27,8 +27,6 @@ from __future__ import annotations
 import io
 import re
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote_to_bytes
 
@@ -46,6 +44,7 @@ if TYPE_CHECKING:
     from django.http import HttpResponseBase
 
 __all__ = [
+    "LifecycleScope",
     "RequestLifecycle",
     "application_config",
     "build_scope",
@@ -270,24 +269,57 @@ class RequestLifecycle:
             await sync_to_async(signals.request_finished.send)(sender=type(self.chain))
 
 
-@asynccontextmanager
-async def request_lifecycle(handler: RequestHandler) -> AsyncIterator[RequestLifecycle]:
+class _Setup:
+    """What every request of one application needs, worked out at its first request."""
+
+    __slots__ = ("chain", "db_threads", "request_signals")
+
+    def __init__(self, application: Application) -> None:
+        config = application_config(application)
+        self.chain = handler_chain(application)
+        self.request_signals = config is None or config.request_signals
+        self.db_threads = config.db_thread_count if config is not None else None
+
+
+def _setup(application: Application) -> _Setup:
+    setup: _Setup | None = getattr(application, "_hybrid_setup", None)
+    if setup is None:
+        setup = _Setup(application)
+        application._hybrid_setup = setup  # type: ignore[attr-defined]
+    return setup
+
+
+def request_lifecycle(handler: RequestHandler) -> LifecycleScope:
     """``async with request_lifecycle(handler) as life``: a lane of the worker's pool for
     the block (``--db-threads``), with the request signals done as ``--request-signals``
     says. The block ends the request with ``life.close(response)`` or ``life.finish()``.
     """
-    application = handler.application
-    chain = handler_chain(application)
-    config = application_config(application)
-    hygiene = None
-    signals: Signals = "off"
-    if config is None or config.request_signals:
-        hygiene = request_hygiene(type(chain))
-        signals = "hygiene" if hygiene is not None else "send"
-    on_lease = hygiene.started if hygiene is not None else None
-    db_threads = config.db_thread_count if config is not None else None
-    async with lane_context(db_threads, on_lease=on_lease) as lane:
-        yield RequestLifecycle(handler, chain, signals, hygiene, lane)
+    return LifecycleScope(handler)
+
+
+class LifecycleScope:
+    """The ``async with`` block of :func:`request_lifecycle` (a class: it is entered once
+    per request, and a generator-based context manager costs several times as much)."""
+
+    __slots__ = ("_handler", "_lanes")
+
+    def __init__(self, handler: RequestHandler) -> None:
+        self._handler = handler
+
+    async def __aenter__(self) -> RequestLifecycle:
+        setup = _setup(self._handler.application)
+        hygiene = None
+        signals: Signals = "off"
+        if setup.request_signals:
+            hygiene = request_hygiene(type(setup.chain))
+            signals = "hygiene" if hygiene is not None else "send"
+        on_lease = hygiene.started if hygiene is not None else None
+        self._lanes = lane_context(setup.db_threads, on_lease=on_lease)
+        lane = await self._lanes.__aenter__()
+        return RequestLifecycle(self._handler, setup.chain, signals, hygiene, lane)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._lanes.__aexit__(*exc_info)
 
 
 # -- the response ----------------------------------------------------------------------------

@@ -56,59 +56,79 @@ def _always(*args: Any) -> bool:
     return True
 
 
-def _builtin_session_engine() -> bool:
-    from django.conf import settings
+class _Settings:
+    """The settings the rules below read, read once: a ``settings.X`` read costs a lazy
+    object lookup, and the rules run several times per request. Django settings do not
+    change while a project runs; ``override_settings`` (tests) sends ``setting_changed``,
+    which makes the next request read them again."""
 
-    return str(settings.SESSION_ENGINE).startswith("django.contrib.sessions.backends.")
+    def __init__(self) -> None:
+        from django.conf import settings
+
+        self.builtin_sessions = str(settings.SESSION_ENGINE).startswith(
+            "django.contrib.sessions.backends."
+        )
+        self.save_every_request = bool(settings.SESSION_SAVE_EVERY_REQUEST)
+        self.csrf_use_sessions = bool(settings.CSRF_USE_SESSIONS)
+        self.max_memory_size = int(settings.FILE_UPLOAD_MAX_MEMORY_SIZE)
+        self.builtin_messages = str(settings.MESSAGE_STORAGE).startswith(
+            "django.contrib.messages.storage."
+        )
+
+
+_read: list[_Settings] = []
+
+
+def _settings() -> _Settings:
+    if not _read:
+        from django.core.signals import setting_changed
+
+        setting_changed.connect(_forget_settings, dispatch_uid="hybrid.bridge.middleware")
+        _read.append(_Settings())
+    return _read[0]
+
+
+def _forget_settings(**kwargs: Any) -> None:
+    _read.clear()
 
 
 def _session_request(middleware: Any, request: Request) -> bool:
-    return _builtin_session_engine()
+    return _settings().builtin_sessions
 
 
 def _session_response(middleware: Any, request: Request, response: Response) -> bool:
-    from django.conf import settings
-
     session = getattr(request, "session", None)
-    if session is None or not _builtin_session_engine():
+    if session is None or not _settings().builtin_sessions:
         return session is None
     # Django saves (database, cache or file I/O) only when modified or told to every time.
-    return not (session.modified or settings.SESSION_SAVE_EVERY_REQUEST)
+    return not (session.modified or _settings().save_every_request)
 
 
 def _csrf_request(middleware: Any, request: Request) -> bool:
-    from django.conf import settings
-
-    return not settings.CSRF_USE_SESSIONS
+    return not _settings().csrf_use_sessions
 
 
 def _csrf_view(middleware: Any, request: Request) -> bool:
-    from django.conf import settings
-
-    if settings.CSRF_USE_SESSIONS:
+    if _settings().csrf_use_sessions:
         return False
     # process_view reads request.POST for unsafe methods: a big multipart body may spool
     # to temporary files, which Django would do on a thread.
     length = request.META.get("CONTENT_LENGTH") or 0
     try:
-        return int(length) <= int(settings.FILE_UPLOAD_MAX_MEMORY_SIZE)
+        return int(length) <= _settings().max_memory_size
     except (TypeError, ValueError):
         return False
 
 
 def _csrf_response(middleware: Any, request: Request, response: Response) -> bool:
-    from django.conf import settings
-
-    return not settings.CSRF_USE_SESSIONS
+    return not _settings().csrf_use_sessions
 
 
 def _messages_response(middleware: Any, request: Request, response: Response) -> bool:
-    from django.conf import settings
-
     storage = dj.messages_storage(request)
     if storage is None:
         return True
-    if not str(settings.MESSAGE_STORAGE).startswith("django.contrib.messages.storage."):
+    if not _settings().builtin_messages:
         return False
     # update() stores only when messages were added or read; storing may touch the session.
     return not (getattr(storage, "used", True) or getattr(storage, "added_new", True))
