@@ -139,10 +139,11 @@ def response_headers(handler: RequestHandler) -> httputil.HTTPHeaders:
     return handler._headers
 
 
-def reset_headers(handler: RequestHandler) -> None:
-    """Drop every response header, Tornado's defaults included (``clear()`` restores those)."""
+def reset_headers(handler: RequestHandler, headers: httputil.HTTPHeaders | None = None) -> None:
+    """Drop every response header, Tornado's defaults included (``clear()`` restores
+    those); ``headers`` (already checked, e.g. by Django) become the response's."""
     # After middleware the Django response's headers are the only ones to send.
-    handler._headers = httputil.HTTPHeaders()
+    handler._headers = headers if headers is not None else httputil.HTTPHeaders()
 
 
 def new_cookies(handler: RequestHandler) -> SimpleCookie | None:

@@ -47,6 +47,7 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tornado.concurrent import Future
+from tornado.httputil import HTTPHeaders
 from tornado.iostream import StreamClosedError
 from tornado.web import HTTPError, RequestHandler
 
@@ -276,14 +277,19 @@ class DjangoHandler(RequestHandler):
     def _buffered_response(self) -> HttpResponseBase:
         from django.http import HttpResponse
 
+        headers, cookies = _django_headers(
+            tornado_compat.response_headers(self), tornado_compat.new_cookies(self)
+        )
         response = HttpResponse(
             tornado_compat.take_output(self),
             status=self.get_status(),
             reason=tornado_compat.reason(self),
+            headers=headers,
         )
-        self._copy_headers(
-            response, tornado_compat.response_headers(self), tornado_compat.new_cookies(self)
-        )
+        if "Content-Type" not in headers:  # cleared by the handler: Django adds none either
+            del response["Content-Type"]
+        if cookies is not None:
+            response.cookies = cookies
         return response
 
     def _streaming_response(self, task: asyncio.Future[None]) -> HttpResponseBase:
@@ -305,24 +311,23 @@ class DjangoHandler(RequestHandler):
     @staticmethod
     def _copy_headers(response: HttpResponseBase, headers: Any, cookies: Any) -> None:
         del response["Content-Type"]
-        for name, value in headers.get_all():
-            if name.lower() == "set-cookie":
-                response.cookies.load(value)
-            elif name in response:
-                response[name] = f"{response[name]}, {value}"
-            else:
-                response[name] = value
-        for key, morsel in (cookies or {}).items():
-            response.cookies[key] = morsel
+        django_headers, django_cookies = _django_headers(headers, cookies)
+        for name, value in django_headers.items():
+            response[name] = value
+        if django_cookies is not None:
+            response.cookies = django_cookies
 
     async def _relay(self, response: HttpResponseBase) -> None:
         """Write the final (post-middleware) Django response with Tornado."""
-        tornado_compat.reset_headers(self)
+        # Django checked the names and values (no newlines, encodable): copied as they are.
+        headers = HTTPHeaders()
+        for name, value in response.items():
+            headers[name] = value
+        tornado_compat.reset_headers(self, headers)
         tornado_compat.forget_new_cookies(self)  # already part of the Django response
         self.set_status(response.status_code, reason=response.reason_phrase)
-        for name, value in response.items():
-            self.set_header(name, value)
-        relay_cookies(self, response)
+        if response.cookies:
+            relay_cookies(self, response)
         if not response.streaming:
             send = not tornado_compat.should_not_send_content(response.status_code)
             self._wire_finish(response.content if send else b"")
@@ -342,6 +347,33 @@ class DjangoHandler(RequestHandler):
             if self._method_task is not None and not self._method_task.done():
                 self._method_task.cancel()  # the client went away mid-stream
         self._wire_finish()
+
+
+def _django_headers(headers: HTTPHeaders, cookies: Any) -> tuple[dict[str, str], Any]:
+    """Tornado's response headers as the ``headers`` of a Django response (a repeated name
+    joined with ", "), and the cookies to give it (those of ``Set-Cookie`` headers and
+    ``set_cookie()``), or None when there are none."""
+    merged: dict[str, str] = {}
+    jar = None
+    for name, value in headers.get_all():
+        if name == "Set-Cookie":  # HTTPHeaders normalizes names
+            if jar is None:
+                from http.cookies import SimpleCookie
+
+                jar = SimpleCookie()
+            jar.load(value)
+        elif name in merged:
+            merged[name] = f"{merged[name]}, {value}"
+        else:
+            merged[name] = value
+    if cookies:
+        if jar is None:
+            from http.cookies import SimpleCookie
+
+            jar = SimpleCookie()
+        for key, morsel in cookies.items():
+            jar[key] = morsel
+    return merged, jar
 
 
 def _unawaited(handler: DjangoHandler, method: Callable[..., Any], result: Any) -> TypeError:

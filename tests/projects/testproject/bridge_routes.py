@@ -242,8 +242,19 @@ class Hello(DjangoHandler):
         self.write("hello")
 
 
+class Bare(DjangoHandler):
+    """A body without a Content-Type (the handler clears Tornado's default)."""
+
+    async def get(self) -> None:
+        self.clear_header("Content-Type")
+        self.add_header("X-Twice", "a")
+        self.add_header("X-Twice", "b")
+        self.write(b"raw")
+
+
 routes = [
     *base_routes,
+    (r"/bridge/bare", Bare),
     (r"/bridge/nap", Nap),
     (r"/bridge/hello", Hello),
     (r"/bridge/prefix", Prefix),

@@ -171,6 +171,18 @@ async def test_handler_output_and_middleware_headers_reach_the_client(
 
 
 @pytest.mark.gen_test
+async def test_a_cleared_content_type_stays_cleared_and_repeated_headers_are_joined(
+    http_client: AsyncHTTPClient, base_url: str
+) -> None:
+    response = await fetch(http_client, base_url + "/bridge/bare")
+    assert response.code == 200
+    assert response.body == b"raw"
+    assert "Content-Type" not in response.headers
+    assert response.headers.get_list("X-Twice") == ["a, b"]
+    assert response.headers["X-Frame-Options"] == "DENY"  # through the middleware
+
+
+@pytest.mark.gen_test
 async def test_redirect_from_a_handler_passes_through_middleware(
     http_client: AsyncHTTPClient, base_url: str
 ) -> None:
