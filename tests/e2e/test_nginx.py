@@ -169,7 +169,9 @@ def test_render_has_every_required_directive(tmp_path: Path, static_dir: Path) -
     prefix = str(tmp_path)
     assert directives(text, "pid") == [f"{prefix}/nginx.pid"]
     assert directives(text, "error_log") == [f"{prefix}/error.log error"]
-    assert directives(http_block, "access_log")[0] == f"{prefix}/access.log hybrid"
+    assert directives(http_block, "access_log")[0] == (
+        f"{prefix}/access.log hybrid buffer=64k flush=1s"
+    )
     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         assert directives(http_block, f"{kind}_temp_path") == [f"{prefix}/{kind}_temp"]
     assert directives(text, "daemon") == []  # left to the runner's -g "daemon off;"
