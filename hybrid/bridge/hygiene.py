@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hybrid._compat import django as dj
+from hybrid.bridge.snapshot import settings_snapshot
 
 if TYPE_CHECKING:
     from hybrid.lanes import LazyLane
@@ -34,8 +35,10 @@ class RequestHygiene:
 
     def __init__(self, sender: Any, started: list[Any], finished: list[Any]) -> None:
         from django.core import signals
+        from django.core.cache import close_caches
         from django.db import close_old_connections
 
+        self._close_caches = close_caches
         self.sender = sender
         self._started = [(signals.request_started, receiver) for receiver in started]
         self._finished_lane = [
@@ -56,9 +59,12 @@ class RequestHygiene:
             receiver(signal=signal, sender=self.sender)
 
     def finished_on_loop(self) -> None:
-        """On the loop, in the request's context: the other ``request_finished`` receivers."""
+        """On the loop, in the request's context: the other ``request_finished`` receivers
+        (``close_caches`` left out while no configured cache backend closes anything)."""
+        skip = self._close_caches if settings_snapshot().caches_close_nothing else None
         for signal, receiver in self._finished_loop:
-            receiver(signal=signal, sender=self.sender)
+            if receiver is not skip:
+                receiver(signal=signal, sender=self.sender)
 
 
 _cached: tuple[Any, RequestHygiene | None] | None = None

@@ -37,6 +37,7 @@ from hybrid._compat import django as dj
 from hybrid.bridge.chain import FlatChain, collect_instances
 from hybrid.bridge.hygiene import RequestHygiene, close_response, request_hygiene
 from hybrid.bridge.middleware import loop_safe_middleware
+from hybrid.bridge.snapshot import settings_snapshot
 from hybrid.config import Config
 from hybrid.lanes import LazyLane, lane_context
 
@@ -223,11 +224,11 @@ class RequestLifecycle:
         """Set the script prefix for ``reverse()`` as Django's ``ASGIHandler`` does
         (``FORCE_SCRIPT_NAME`` or the scope's root path) and send ``request_started``;
         returns the scope."""
-        from django.core.handlers.asgi import get_script_prefix
         from django.urls import set_script_prefix
 
         scope = self.scope()
-        set_script_prefix(get_script_prefix(scope) or "/")
+        # Django's get_script_prefix(scope), with the setting read once.
+        set_script_prefix(settings_snapshot().force_script_name or scope["root_path"] or "/")
         await self.started()
         return scope
 

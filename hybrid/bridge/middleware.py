@@ -41,6 +41,7 @@ from typing import Any
 
 from hybrid._compat import django as dj
 from hybrid.bridge.chain import register_instance
+from hybrid.bridge.snapshot import settings_snapshot as _settings
 
 __all__ = ["LOOP_SAFE", "loop_safe_middleware", "loop_variant"]
 
@@ -54,42 +55,6 @@ ResponseRule = Callable[[Any, Request, Response], bool]
 
 def _always(*args: Any) -> bool:
     return True
-
-
-class _Settings:
-    """The settings the rules below read, read once: a ``settings.X`` read costs a lazy
-    object lookup, and the rules run several times per request. Django settings do not
-    change while a project runs; ``override_settings`` (tests) sends ``setting_changed``,
-    which makes the next request read them again."""
-
-    def __init__(self) -> None:
-        from django.conf import settings
-
-        self.builtin_sessions = str(settings.SESSION_ENGINE).startswith(
-            "django.contrib.sessions.backends."
-        )
-        self.save_every_request = bool(settings.SESSION_SAVE_EVERY_REQUEST)
-        self.csrf_use_sessions = bool(settings.CSRF_USE_SESSIONS)
-        self.max_memory_size = int(settings.FILE_UPLOAD_MAX_MEMORY_SIZE)
-        self.builtin_messages = str(settings.MESSAGE_STORAGE).startswith(
-            "django.contrib.messages.storage."
-        )
-
-
-_read: list[_Settings] = []
-
-
-def _settings() -> _Settings:
-    if not _read:
-        from django.core.signals import setting_changed
-
-        setting_changed.connect(_forget_settings, dispatch_uid="hybrid.bridge.middleware")
-        _read.append(_Settings())
-    return _read[0]
-
-
-def _forget_settings(**kwargs: Any) -> None:
-    _read.clear()
 
 
 def _session_request(middleware: Any, request: Request) -> bool:
