@@ -94,6 +94,8 @@ class WorkerProcess:
     #: Requests served, as of the last heartbeat; wall-clock start, for ``hybrid status``.
     served: int = 0
     started_wall: float = field(default_factory=time.time)
+    #: The event loop it runs on, as its ``ready`` message said (``uvloop 0.23.0``).
+    loop: str = ""
 
     @property
     def state(self) -> str:
@@ -226,6 +228,7 @@ class Arbiter:
                     "rss_mb": round(rss, 1) if (rss := rss_mb(w.pid)) is not None else None,
                     "restarts": self.restarts.get(w.port, 0),
                     "metrics": self._metrics_url(w.port),
+                    "loop": w.loop or None,
                 }
                 for w in workers
             ],
@@ -318,12 +321,14 @@ class Arbiter:
             worker.last_beat = time.monotonic()  # any line is a sign of life
             if isinstance(message, Ready):
                 worker.ready = True
+                worker.loop = message.loop
                 self._boot_failures.pop(worker.port, None)
                 gen_log.info(
-                    "worker %d serving http://%s:%d",
+                    "worker %d serving http://%s:%d%s",
                     worker.pid,
                     _url_host(self.config.host),
                     worker.port,
+                    f" on {message.loop}" if message.loop else "",
                 )
             elif isinstance(message, Heartbeat):
                 worker.served = message.served

@@ -27,6 +27,7 @@ from hybrid.control import (
     signal_and_wait,
 )
 from hybrid.errors import ConfigError, ControlError, HybridError
+from hybrid.eventloop import check as check_loop
 from hybrid.log import configure_logging
 
 __all__ = ["add_serve_arguments", "main", "run_serve"]
@@ -79,6 +80,8 @@ def run_serve(cli_values: dict[str, object], prog: str) -> int:
     """Build the ``Config`` and run the master; report failures as one line on stderr."""
     try:
         config = build_config(cli_values)
+        # uvloop asked for and not installed: one line now, not a worker that cannot boot.
+        check_loop(config.loop, config.sources)
     except ConfigError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

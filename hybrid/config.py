@@ -47,6 +47,9 @@ MAX_DEFAULT_DB_THREADS = 8
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
+#: The workers' event loops (``--loop``; :mod:`hybrid.eventloop` makes them).
+LOOPS = ("auto", "asyncio", "uvloop")
+
 
 def parse_ports(spec: object) -> tuple[int, ...]:
     """Parse ``8001-8004``, ``8001,8003`` or ``8001-8002,9000`` (or a list of ints).
@@ -201,6 +204,15 @@ def _parse_log_level(value: object) -> str:
     text = str(value).strip().lower()
     if text not in LOG_LEVELS:
         raise ValueError("expected one of " + ", ".join(LOG_LEVELS))
+    return text
+
+
+def _parse_loop(value: object) -> str:
+    """``auto``, ``asyncio`` or ``uvloop``; whether uvloop is installed is checked before
+    the workers start (:func:`hybrid.eventloop.check`), not here (no imports)."""
+    text = str(value).strip().lower()
+    if text not in LOOPS:
+        raise ValueError("expected one of " + ", ".join(LOOPS))
     return text
 
 
@@ -472,6 +484,14 @@ OPTIONS: tuple[Option, ...] = (
         "N",
     ),
     Option(
+        "loop",
+        "--loop",
+        _parse_loop,
+        "the workers' event loop: auto (uvloop when it is installed, else asyncio), asyncio,"
+        " or uvloop (pip install 'hybrid[uvloop]') (default auto)",
+        "LOOP",
+    ),
+    Option(
         "log_level",
         "--log-level",
         _parse_log_level,
@@ -512,6 +532,7 @@ class Config:
     request_signals: bool = True
     native_mysql: bool = True
     gc_threshold: int = 50_000
+    loop: str = "auto"
     log_level: str = "info"
     #: Where each value came from, for messages: ``{"ports": "--ports", ...}``.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)

@@ -120,14 +120,14 @@ def metrics_urls(status: dict[str, Any]) -> dict[int, str]:
 
 def format_status(status: dict[str, Any], now: float | None = None) -> str:
     """A status as ``hybrid status`` prints it: the master's line, then a table with one
-    row per worker."""
+    row per worker (its event loop last)."""
     now = time.time() if now is None else now
     nginx = status.get("nginx")
     lines = [
         f"master {status['master']}, up {_duration(now - status['started'])}"
         + (f", nginx {nginx['pid']} on port {nginx['port']}" if nginx else "")
     ]
-    rows = [("PORT", "PID", "STATE", "UPTIME", "REQUESTS", "RSS MB", "RESTARTS")]
+    rows = [("PORT", "PID", "STATE", "UPTIME", "REQUESTS", "RSS MB", "RESTARTS", "LOOP")]
     for w in status["workers"]:
         rss = "-" if w["rss_mb"] is None else f"{w['rss_mb']:.0f}"
         rows.append(
@@ -139,6 +139,7 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
                 str(w["requests"]),
                 rss,
                 str(w["restarts"]),
+                w.get("loop") or "-",  # none while booting (and from an older master)
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

@@ -1,7 +1,8 @@
 """What a worker tells its master, over a pipe: one line per message, defined once here.
 
 =====================  ==============================================================
-``ready``              it serves; sent once, after the project loaded
+``ready [LOOP]``       it serves; sent once, after the project loaded, with the event
+                       loop it runs on (``uvloop 0.23.0``, ``asyncio``)
 ``boot-error REASON``  the project cannot load (then it exits with ``BOOT_ERROR_EXIT``)
 ``hb SERVED``          a heartbeat from the IOLoop (silence means a blocked loop), with
                        the number of requests served so far
@@ -38,7 +39,10 @@ MAX_LINE = select.PIPE_BUF
 
 @dataclass(frozen=True)
 class Ready:
-    """The worker serves: its project loaded and its sockets accept."""
+    """The worker serves: its project loaded and its sockets accept; ``loop`` is the event
+    loop it runs on, in a few words (empty when not told)."""
+
+    loop: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ def encode(message: Message) -> bytes:
     """``message`` as one line: newline-terminated, newlines inside replaced by spaces, at
     most :data:`MAX_LINE` bytes (a long reason is cut)."""
     if isinstance(message, Ready):
-        text = "ready"
+        text = f"ready {message.loop}".rstrip()
     elif isinstance(message, BootError):
         text = f"boot-error {message.reason}"
     elif isinstance(message, Heartbeat):
@@ -82,11 +86,11 @@ def encode(message: Message) -> bytes:
 
 def parse(line: bytes) -> Message | None:
     """The message in ``line`` (with or without its newline), or None when it is not one:
-    an unknown kind, or a heartbeat without a count. Text after ``ready`` is ignored; a
-    reason may be empty."""
+    an unknown kind, or a heartbeat without a count. Text after ``ready`` is the loop (a
+    master that predates it ignores it); a reason may be empty."""
     kind, _, text = line.rstrip(b"\n").decode("utf-8", "replace").partition(" ")
     if kind == "ready":
-        return Ready()
+        return Ready(text.strip())
     if kind == "hb":
         return Heartbeat(int(text)) if text.isascii() and text.isdigit() else None
     if kind == "boot-error":

@@ -8,6 +8,9 @@ It stops on SIGTERM (or SIGQUIT): stop accepting, close idle keep-alive connecti
 in-flight requests finish up to ``graceful_timeout``, close the rest, exit 0. It ignores
 SIGINT, because a Ctrl-C in a terminal reaches the whole process group and the master
 decides, and it stops by itself if the master goes away.
+
+Its event loop is made here, after the fork, with the factory ``--loop`` names
+(:mod:`hybrid.eventloop`: uvloop's or asyncio's); the master never has one.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from hybrid.config import Config
 from hybrid.db import close_native_pools
 from hybrid.db import setup as setup_native_db
 from hybrid.errors import HybridError, describe_exception
+from hybrid.eventloop import choose as choose_loop
+from hybrid.eventloop import describe as describe_loop
 from hybrid.lanes import LanePool, close_lane_pools, install_lane_pool
 from hybrid.log import gen_log
 from hybrid.metrics import MetricsHandler, WorkerMetrics
@@ -103,7 +108,14 @@ class Worker:
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         os.set_blocking(self.notify_fd, False)  # a busy master must never block us
-        return asyncio.run(self._main())
+        try:
+            # The master checked this before forking; a Config built by hand was not.
+            loop = choose_loop(self.config.loop, option=self.config.sources.get("loop", "--loop"))
+        except HybridError as exc:
+            self.notify(BootError(str(exc)))
+            return BOOT_ERROR_EXIT
+        with asyncio.Runner(loop_factory=loop.factory) as runner:
+            return runner.run(self._main())
 
     def notify(self, message: Message) -> None:
         """Send one line to the master; never raises nor blocks (the master may be gone)."""
@@ -157,7 +169,7 @@ class Worker:
         ]
         for callback in periodic:
             callback.start()
-        self.notify(Ready())
+        self.notify(Ready(describe_loop(loop)))
         await stopping.wait()
         for callback in periodic:
             callback.stop()

@@ -10,7 +10,8 @@ Every command goes through :class:`Execution`:
    group), with pipes the runner owns (see :mod:`hybrid.process.pipes`);
 4. on exit, timeout or cancel the whole process group is signalled (TERM, a grace, KILL),
    the leader is reaped by asyncio's child watcher (no SIGCHLD handler is installed: a
-   pidfd watched by the loop, see :func:`hybrid._compat.asyncio.use_pidfd_watcher`), leftover
+   pidfd watched by the loop, see :func:`hybrid._compat.asyncio.use_pidfd_watcher`) or, on
+   uvloop (``--loop``), by libuv (which waits only for its own children), leftover
    group members are killed (:func:`hybrid.procutil.group_alive` tells), and the pipes are
    closed even if an escaped grandchild still holds them;
 5. what it left behind becomes a :class:`~hybrid.process.result.CommandResult`.
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hybrid._compat.asyncio import use_pidfd_watcher
+from hybrid.eventloop import is_uvloop
 from hybrid.log import gen_log
 from hybrid.process.argv import Prepared
 from hybrid.process.errors import CommandError, CommandNotFound, describe
@@ -102,7 +104,28 @@ class Execution:
 
     async def _spawn(self) -> None:
         prep = self.prep
-        use_pidfd_watcher()
+        identity: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("user", prep.user),
+                ("group", prep.group),
+                ("extra_groups", prep.extra_groups),
+            )
+            if value is not None
+        }
+        argv, executable = prep.spawn_argv, prep.executable
+        if is_uvloop(self.loop):
+            # libuv reaps uvloop's children; asyncio's child watcher is not involved. Its
+            # subprocess_exec refuses user=/group=/extra_groups= (even as None).
+            if identity:
+                raise CommandError(
+                    f"cannot start {describe(prep.argv)} with {'=, '.join(identity)}=: uvloop "
+                    "cannot start a command as another user; serve with --loop asyncio",
+                    cmd=prep.argv,
+                )
+            argv, executable = _uvloop_program(prep)
+        else:
+            use_pidfd_watcher()
         out_r, out_w = open_pipe()
         err_r, err_w = open_pipe()
         in_r, in_w = open_pipe() if prep.input is not None else (-1, -1)
@@ -110,8 +133,8 @@ class Execution:
         self.started = time.monotonic()
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                *prep.spawn_argv,
-                executable=prep.executable,
+                *argv,
+                executable=executable,
                 stdin=in_r if in_r >= 0 else asyncio.subprocess.DEVNULL,
                 stdout=out_w,
                 stderr=err_w,
@@ -119,9 +142,7 @@ class Execution:
                 env=prep.env,
                 close_fds=True,
                 start_new_session=True,
-                user=prep.user,
-                group=prep.group,
-                extra_groups=prep.extra_groups,
+                **identity,
             )
         except BaseException as exc:
             for fd in (out_r, err_r, in_w):
@@ -287,6 +308,24 @@ class Execution:
             stdout_truncated=truncated[0],
             stderr_truncated=truncated[1],
         )
+
+
+def _uvloop_program(prep: Prepared) -> tuple[list[str], str | None]:
+    """The argv and ``executable=`` that make uvloop run what asyncio would.
+
+    uvloop overwrites ``argv[0]`` with ``executable=`` (``ps`` would show
+    ``/usr/bin/sleep 1`` for ``["sleep", "1"]``), and without it libuv looks ``argv[0]`` up
+    with ``execvp`` on the child's PATH (after changing to ``cwd``). That finds the very file
+    :func:`~hybrid.process.argv.resolve_executable` found, on the same scrubbed PATH, unless
+    a PATH entry is relative: only then is the resolved path passed, at the cost of argv[0].
+    """
+    argv, executable = prep.spawn_argv, prep.executable
+    if executable is None:
+        return argv, None
+    path = prep.env.get("PATH", os.defpath)
+    if os.sep in argv[0] or all(os.path.isabs(entry) for entry in path.split(os.pathsep)):
+        return argv, None
+    return [executable, *argv[1:]], None
 
 
 async def terminate_all(timeout: float = 0.0, *, kill_grace: float = 1.0) -> int:

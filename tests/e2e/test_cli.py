@@ -342,7 +342,9 @@ def test_status_shows_workers_as_a_table_and_as_json(
         "RSS",
         "MB",
         "RESTARTS",
+        "LOOP",
     ]
+    assert workers[busy]["loop"].split()[0] in ("uvloop", "asyncio")
     assert len(lines) == 4
     server.stop()
     gone = run_hybrid("status", "--pidfile", str(pidfile))

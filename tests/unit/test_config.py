@@ -117,6 +117,14 @@ def test_settings_hybrid_values_are_typed_like_the_others() -> None:
             "--pythonpath: bad value '/nonexistent/dir': no such directory: /nonexistent/dir",
         ),
         ({"log_level": "loud"}, {}, {}, "--log-level: bad value 'loud'"),
+        (
+            {"loop": "tokio"},
+            {},
+            {},
+            "--loop: bad value 'tokio': expected one of auto, asyncio, uvloop",
+        ),
+        ({}, {"HYBRID_LOOP": ""}, {}, "HYBRID_LOOP: bad value ''"),
+        ({}, {}, {"loop": True}, "settings.HYBRID['loop']: bad value True"),
         ({"host": " "}, {}, {}, "--host: bad value"),
         (
             {"nginx": "0.0.0.0:80"},
@@ -168,6 +176,15 @@ def test_bad_values_name_their_source(
 def test_sizes_take_the_suffixes_nginx_takes(value: object, size: int) -> None:
     config = Config.from_sources({"max_body_size": value}, {"HYBRID_MAX_HEADER_SIZE": str(value)})
     assert (config.max_body_size, config.max_header_size) == (size, size)
+
+
+def test_loop_is_auto_by_default_and_comes_from_every_source() -> None:
+    assert Config().loop == Config.from_sources({}, {}, {}).loop == "auto"
+    assert Config.from_sources({"loop": " UVLOOP "}).loop == "uvloop"
+    config = Config.from_sources({}, {"HYBRID_LOOP": "asyncio"}, {"loop": "uvloop"})
+    assert (config.loop, config.sources["loop"]) == ("asyncio", "HYBRID_LOOP")
+    config = Config.from_sources({}, {}, {"loop": "uvloop"})
+    assert (config.loop, config.sources["loop"]) == ("uvloop", "settings.HYBRID['loop']")
 
 
 def test_nginx_may_share_a_worker_port_number_on_another_address() -> None:

@@ -31,6 +31,7 @@ def status(**changes: object) -> dict[str, object]:
         "rss_mb": 30.4,
         "restarts": 1,
         "metrics": None,
+        "loop": "uvloop 0.23.0",
     }
     base: dict[str, object] = {
         "master": os.getpid(),
@@ -85,8 +86,10 @@ def test_format_status_and_metrics_urls() -> None:
     text = format_status(status(nginx={"pid": 9, "port": 8000}), now=160.0)
     lines = text.splitlines()
     assert lines[0] == f"master {os.getpid()}, up 2m40s, nginx 9 on port 8000"
-    assert lines[1].split() == "PORT PID STATE UPTIME REQUESTS RSS MB RESTARTS".split()
-    assert lines[2].split() == ["8001", "42", "serving", "1m00s", "7", "30", "1"]
+    assert lines[1].split() == "PORT PID STATE UPTIME REQUESTS RSS MB RESTARTS LOOP".split()
+    assert lines[2].split() == "8001 42 serving 1m00s 7 30 1 uvloop 0.23.0".split()
+    booting = {**status()["workers"][0], "loop": None}  # type: ignore[index]
+    assert format_status(status(workers=[booting]), now=160.0).splitlines()[2].endswith(" -")
     with pytest.raises(ControlError, match="--metrics-port"):
         metrics_urls(status())
     url = "http://127.0.0.1:9001/metrics"

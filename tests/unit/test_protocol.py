@@ -21,6 +21,7 @@ from hybrid.protocol import (
     ("message", "line"),
     [
         (Ready(), b"ready\n"),
+        (Ready("uvloop 0.23.0"), b"ready uvloop 0.23.0\n"),
         (Heartbeat(0), b"hb 0\n"),
         (Heartbeat(12345), b"hb 12345\n"),
         (
@@ -76,10 +77,11 @@ def test_malformed_lines_are_none(line: bytes) -> None:
     assert parse(line) is None
 
 
-def test_empty_reasons_and_text_after_ready() -> None:
+def test_empty_reasons_and_the_loop_after_ready() -> None:
     assert parse(b"boot-error") == BootError("")
     assert parse(b"recycle ") == Recycle("")
-    assert parse(b"ready now") == Ready()
+    assert parse(b"ready asyncio ") == Ready("asyncio")
+    assert parse(b"ready") == parse(b"ready ") == Ready()
 
 
 def test_split_lines_keeps_a_partial_line() -> None:

@@ -27,6 +27,14 @@ class GcHandler(RequestHandler):
         self.write({"threshold": list(gc.get_threshold()), "frozen": gc.get_freeze_count()})
 
 
+class LoopHandler(RequestHandler):
+    """The class of the event loop this request runs on (``--loop``)."""
+
+    async def get(self) -> None:
+        loop = type(asyncio.get_running_loop())
+        self.write({"loop": f"{loop.__module__}.{loop.__qualname__}", "pid": os.getpid()})
+
+
 class SleepHandler(RequestHandler):
     async def get(self) -> None:
         await asyncio.sleep(float(self.get_argument("s", "1")))
@@ -91,6 +99,7 @@ routes = [
     (r"/hybrid/command", CommandHandler),
     (r"/hybrid/pid", PidHandler),
     (r"/hybrid/gc", GcHandler),
+    (r"/hybrid/loop", LoopHandler),
     (r"/hybrid/sleep", SleepHandler),
     (r"/hybrid/block", BlockHandler),
     (r"/hybrid/spawn", SpawnHandler),

@@ -569,6 +569,61 @@ def test_no_sigchld_handler_after_many_runs_on_fresh_loops() -> None:
     assert signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL
 
 
+# --- on uvloop (--loop uvloop), in an interpreter of its own ---------------------------
+
+#: Runs in a fresh interpreter: libuv's SIGCHLD handler stays out of the suite's process.
+ON_UVLOOP = """
+import asyncio, json, os, sys
+import uvloop
+from hybrid.process import CommandError, Limits, run_command
+from hybrid.process.gate import Gate, install_command_gate
+
+CMDLINE = ["sh", "-c", "tr '\\\\0' ' ' </proc/$$/cmdline"]
+
+async def main():
+    install_command_gate(Gate(4))
+    out = {"loop": type(asyncio.get_running_loop()).__module__}
+    result = await run_command(CMDLINE, timeout=10, text=True)
+    out["argv"] = result.stdout
+    out["returncode"] = result.returncode
+    result = await run_command(["sh", "-c", "echo $PATH >&2; exit 3"], timeout=10, text=True)
+    out["failed"] = [result.returncode, result.stderr.strip()]
+    result = await run_command(["cat"], input=b"piped", timeout=10, limits=Limits(open_files=64))
+    out["limited"] = result.stdout.decode()
+    result = await run_command(["sleep", "5"], timeout=0.3)
+    out["timed_out"] = result.timed_out
+    try:
+        await run_command(["id"], timeout=5, user=os.getuid())
+    except CommandError as exc:
+        out["user"] = str(exc)
+    out["zombies"] = os.popen(f"ps -o stat= --ppid {os.getpid()}").read().count("Z")
+    print(json.dumps(out))
+
+with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    runner.run(main())
+"""
+
+
+def test_commands_on_uvloop_run_as_on_asyncio_and_say_what_it_cannot_do() -> None:
+    import json
+
+    done = subprocess.run([PY, "-c", ON_UVLOOP], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["loop"].startswith("uvloop")
+    # argv[0] as written, not the resolved path uvloop would put there
+    assert out["argv"].split()[0] == "sh"
+    assert out["returncode"] == 0
+    assert out["failed"][0] == 3 and "/bin" in out["failed"][1]  # the scrubbed PATH
+    assert out["limited"] == "piped"
+    assert out["timed_out"] is True
+    assert out["user"] == (
+        "cannot start id with user=: uvloop cannot start a command as another user; "
+        "serve with --loop asyncio"
+    )
+    assert out["zombies"] == 0
+
+
 def test_public_names_are_exported() -> None:
     assert sorted(hybrid.process.__all__, key=lambda n: (not n.isupper(), n)) == [
         *hybrid.process.__all__
