@@ -42,6 +42,27 @@ def create_database(env: Mapping[str, str], name: str) -> None:
     admin.close()
 
 
+def ensure_connections(env: Mapping[str, str], needed: int) -> int:
+    """Raise MariaDB's ``max_connections`` to ``needed`` when it is lower: its value after."""
+    import pymysql
+
+    admin = pymysql.connect(
+        host=env["MARIADB_HOST"],
+        port=int(env["MARIADB_PORT"]),
+        user=env["MARIADB_USER"],
+        password=env["MARIADB_PASSWORD"],
+        ssl_disabled=True,
+    )
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT @@max_connections")
+        current = int(cursor.fetchone()[0])
+        if current < needed:
+            cursor.execute(f"SET GLOBAL max_connections = {int(needed)}")
+            current = needed
+    admin.close()
+    return current
+
+
 def prepare_database(env: dict[str, str]) -> None:
     """Create ``BENCH_DATABASE``, the benchmark project's table, and its 100 rows."""
     create_database(env, env["BENCH_DATABASE"])

@@ -156,18 +156,25 @@ def rss_sample(root: int) -> tuple[float, float, int]:
 
 @dataclass
 class Stack:
-    """A server to start: its command line, the port and URL prefix to drive, its
+    """A server to start: its command line, the port(s) and URL prefix to drive, its
     environment on top of the run's, and the folder it starts in."""
 
     name: str
     processes: int  # server worker processes
     argv: list[str]
-    port: int  # the port wrk drives
+    port: int  # the port checks and single-port drivers use (the first of ``ports``)
     prefix: str  # URL prefix of the endpoints
     env: dict[str, str] = field(default_factory=dict)
     note: str = ""
     django: bool = True  # runs the benchmark project (its hello must show the middleware)
     cwd: Path | None = None
+    # Every port it serves on: one (N workers behind it) or one per worker process (hybrid).
+    ports: list[int] = field(default_factory=list)
+    db: str = ""  # its database concurrency per process, in words
+
+    def __post_init__(self) -> None:
+        if not self.ports:
+            self.ports = [self.port]
 
 
 class Server:

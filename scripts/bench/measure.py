@@ -1,95 +1,233 @@
-"""What is measured on a started stack: every endpoint with wrk, a hybrid worker's loop lag
-while commands run, and one worker's RSS while it holds idle keep-alive connections."""
+"""What is measured on a started stack: every endpoint with wrk, directly and behind nginx,
+a hybrid worker's loop lag while commands run, one worker's RSS while it holds idle
+keep-alive connections, and (``--profile``) py-spy profiles of a hybrid worker."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .endpoints import ENDPOINTS, MIDDLEWARE_HEADERS, check
-from .harness import Server, Stack, get, log, pid_rss_mb
+from .harness import Server, Stack, get, log, pid_rss_mb, wait_ready
 from .idle_conns import open_idle
-from .paths import HERE
-from .report import fmt_ms
+from .paths import BENCH_VENV, HERE
+from .proxy import Proxy, cpu_delta
 from .stacks import DB_POOL, hybrid_stack, idle_stack
 from .targets import LAG_COMMANDS, LAG_SLEEP, LAG_TARGET_MS
-from .wrk import run_sampled
+from .targets import fmt as fmt_ms
+from .wrk import run_sampled, spread_script, threads_for
+
+THREADS = 2  # wrk threads against one port (rounded up to a multiple of the ports)
 
 
-def bench_stack(
+def warm_up(server: Server, endpoints: list[str], seconds: int, workdir: str) -> None:
+    """``seconds`` of wrk, direct, on hello and row (or the first endpoint): the lazy
+    imports, caches and the database pool a fresh server fills on its first requests."""
+    chosen = [e for e in ("hello", "row") if e in endpoints] or endpoints[:1]
+    for endpoint in chosen:
+        suffix, connections = ENDPOINTS[endpoint]
+        url, threads, script = direct_target(server.stack, suffix, workdir)
+        try:
+            run_sampled(url, min(connections, 64), seconds, server.proc.pid, threads, script)
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            log(f"  warm-up of {endpoint}: {error}")
+
+
+def direct_target(stack: Stack, suffix: str, workdir: str) -> tuple[str, int, str | None]:
+    """(URL, wrk threads, Lua script or None) that drive ``stack`` on its own port(s): with
+    several ports, a thread count that is a multiple of them and a script that points each
+    thread at one port in turn."""
+    url = f"http://127.0.0.1:{stack.port}{stack.prefix}{suffix}"
+    if len(stack.ports) == 1:
+        return url, THREADS, None
+    script = os.path.join(workdir, f"spread-{'-'.join(map(str, stack.ports))}.lua")
+    if not os.path.exists(script):
+        Path(script).write_text(spread_script(stack.ports))
+    return url, threads_for(len(stack.ports), THREADS), script
+
+
+def bench_server(
     factory: Callable[[], Stack],
     env: dict[str, str],
     endpoints: list[str],
     seconds: int,
     warmup: int,
     workdir: str,
+    modes: list[str],
+    round_no: int = 1,
 ) -> tuple[Stack, list[dict[str, Any]] | str]:
-    """Start the stack, check and drive each endpoint: its rows, or "not run: reason"."""
+    """Start the stack once, warm it up, then in each mode (direct: its own port(s); nginx:
+    a fresh nginx in front of them) check and drive each endpoint: the rows, or "not run:
+    reason" when the server did not start."""
     stack = factory()
-    with Server(stack, env, workdir) as server:
-        failed = server.ready()
-        if failed:
-            return stack, f"not run: {failed}"
-        rows = []
-        for endpoint in endpoints:
-            suffix, connections = ENDPOINTS[endpoint]
-            url = server.base + suffix
-            row: dict[str, Any] = {
-                "stack": stack.name,
-                "processes": stack.processes,
-                "endpoint": endpoint,
-                "connections": connections,
-                "url": url,
-            }
+    tag = f"-r{round_no}"
+    with Server(stack, env, workdir, tag) as server:
+        for port in stack.ports:
+            base = f"http://127.0.0.1:{port}{stack.prefix}"
             try:
-                status, headers, body = get(url, timeout=30)
-            except OSError as error:
-                status, headers, body = 0, {}, str(error).encode()
-            problem = (
-                f"GET {suffix} answered {status}: {body[:120]!r}"
-                if status != 200
-                else check(stack, endpoint, headers, body)
-            )
-            if endpoint == "hello" and stack.django:
-                row["middleware_headers"] = {k: headers.get(k) for k in MIDDLEWARE_HEADERS}
-            if problem:
-                row["status"] = f"not run: {problem}"
+                wait_ready(server.proc, base + "hello")
+            except RuntimeError as error:
+                tail = server.log_tail(3)
+                return stack, f"not run: {error}" + (f" ({' | '.join(tail)})" if tail else "")
+        if warmup:
+            warm_up(server, endpoints, warmup, workdir)
+        rows: list[dict[str, Any]] = []
+        for mode in modes:
+            if mode == "nginx":
+                tagged = f"{stack.name}-{stack.processes}{tag}"
+                with Proxy(stack.ports, workdir, tagged) as proxy:
+                    base = f"http://127.0.0.1:{proxy.port}{stack.prefix}"
+                    failed = proxy.ready(base + "hello")
+                    for endpoint in endpoints:
+                        row = {"stack": stack.name, "mode": mode, "round": round_no}
+                        if failed:
+                            rows.append(
+                                {**row, "endpoint": endpoint, "status": f"not run: {failed}"}
+                            )
+                            continue
+                        rows.append(
+                            drive(server, endpoint, base, THREADS, None, seconds, row, proxy)
+                        )
             else:
-                try:
-                    if warmup:
-                        run_sampled(url, connections, warmup, server.proc.pid)
-                    # 1,000 connections need a few seconds before anything completes.
-                    length = max(seconds, 3 if seconds < 5 else 5) if connections > 100 else seconds
-                    row.update(run_sampled(url, connections, length, server.proc.pid))
-                    row["seconds"] = length
-                    row["status"] = "ok"
-                except (RuntimeError, subprocess.TimeoutExpired) as error:
-                    row["status"] = f"not run: {error}"
-            log(
-                f"  {stack.name:<18} {endpoint:<8} "
-                + (
-                    f"{row['rps']:8.0f} req/s  p50 {fmt_ms(row['p50_ms'])}"
-                    f"  p99 {fmt_ms(row['p99_ms'])}  err {row['errors']}"
-                    f"  rss {row['rss_process_mb']:.0f}/{row['rss_mb']:.0f} MB"
-                    if row["status"] == "ok"
-                    else row["status"]
-                )
-            )
-            if row["status"] != "ok" or row.get("errors"):
-                row["server_log_tail"] = server.log_tail()
-            rows.append(row)
+                for endpoint in endpoints:
+                    suffix = ENDPOINTS[endpoint][0]
+                    url, threads, script = direct_target(stack, suffix, workdir)
+                    row = {"stack": stack.name, "mode": mode, "round": round_no}
+                    base = url[: -len(suffix)]
+                    rows.append(drive(server, endpoint, base, threads, script, seconds, row))
             if server.proc.poll() is not None:
                 return (
                     stack,
-                    f"not run: server exited with {server.proc.returncode} during {endpoint}",
+                    f"not run: server exited with {server.proc.returncode} in round {round_no}",
                 )
         return stack, rows
+
+
+def drive(
+    server: Server,
+    endpoint: str,
+    base: str,
+    threads: int,
+    script: str | None,
+    seconds: int,
+    row: dict[str, Any],
+    proxy: Proxy | None = None,
+) -> dict[str, Any]:
+    """Check ``endpoint`` at ``base`` (200, and what the benchmark means to measure), then
+    drive it with wrk; with ``proxy``, nginx's workers' CPU over the run too."""
+    stack = server.stack
+    suffix, connections = ENDPOINTS[endpoint]
+    url = base + suffix
+    row.update(
+        processes=stack.processes,
+        endpoint=endpoint,
+        connections=connections,
+        url=url,
+        threads=threads,
+        ports=len(stack.ports),
+    )
+    try:
+        status, headers, body = get(url, timeout=30)
+    except OSError as error:
+        status, headers, body = 0, {}, str(error).encode()
+    problem = (
+        f"GET {suffix} answered {status}: {body[:120]!r}"
+        if status != 200
+        else check(stack, endpoint, headers, body)
+    )
+    if endpoint == "hello" and stack.django:
+        row["middleware_headers"] = {k: headers.get(k) for k in MIDDLEWARE_HEADERS}
+    if problem:
+        row["status"] = f"not run: {problem}"
+    else:
+        # 1,000 connections need a few seconds before anything completes.
+        length = max(seconds, 3) if connections > 100 else seconds
+        try:
+            before = proxy.cpu() if proxy else {}
+            row.update(run_sampled(url, connections, length, server.proc.pid, threads, script))
+            if proxy:
+                used = cpu_delta(before, proxy.cpu())
+                row["nginx_cpu_s"] = round(used, 3)
+                row["nginx_cpu_us_per_request"] = (
+                    round(used * 1e6 / row["requests"], 1) if row["requests"] else None
+                )
+            row["seconds"] = length
+            row["status"] = "ok"
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            row["status"] = f"not run: {error}"
+    log(
+        f"  r{row['round']} {stack.name:<17} {row['mode']:<6} {endpoint:<8} "
+        + (
+            f"{row['rps']:8.0f} req/s  p50 {fmt_ms(row['p50_ms'])}"
+            f"  p99 {fmt_ms(row['p99_ms'])}  err {row['errors']}"
+            f"  rss {row['rss_process_mb']:.0f}/{row['rss_mb']:.0f} MB"
+            + (
+                f"  nginx {row['nginx_cpu_us_per_request']:.0f} us/req"
+                if row.get("nginx_cpu_us_per_request") is not None
+                else ""
+            )
+            if row["status"] == "ok"
+            else row["status"]
+        )
+    )
+    if row["status"] != "ok" or row.get("errors"):
+        row["server_log_tail"] = server.log_tail()
+    return row
+
+
+def profile_hybrid(
+    env: dict[str, str],
+    workdir: str,
+    endpoints: list[str],
+    seconds: int,
+    out: Path,
+    pool: int = DB_POOL,
+) -> dict[str, Any]:
+    """py-spy on the worker of a one-process hybrid while wrk drives each endpoint (direct):
+    a speedscope JSON and an SVG flame graph per endpoint under ``out``. A pass of its own,
+    after the matrix, so that the sampling does not slow the measured rounds."""
+    spy = str(BENCH_VENV / "bin" / "py-spy")
+    result: dict[str, Any] = {}
+    stack = hybrid_stack(1, pool=pool)
+    with Server(stack, env, workdir, "-profile") as server:
+        failed = server.ready()
+        if failed:
+            return {"status": f"not run: {failed}"}
+        warm_up(server, endpoints, 1, workdir)
+        worker = server.worker_pid()
+        for endpoint in endpoints:
+            suffix, connections = ENDPOINTS[endpoint]
+            url = server.base + suffix
+            files = {}
+            for fmt, ext in (("speedscope", "speedscope.json"), ("flamegraph", "svg")):
+                path = out / f"profile-{endpoint}.{ext}"
+                load = threading.Thread(
+                    target=run_sampled,
+                    args=(url, connections, seconds + 2, server.proc.pid),
+                    daemon=True,
+                )
+                load.start()
+                time.sleep(1)
+                argv = [spy, "record", "--pid", str(worker), "--duration", str(seconds)]
+                argv += ["--format", fmt, "--output", str(path)]
+                done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+                load.join()
+                files[fmt] = (
+                    path.name
+                    if done.returncode == 0 and path.exists()
+                    else f"failed: {(done.stderr or done.stdout).strip()[-200:]}"
+                )
+            result[endpoint] = files
+            log(f"  profile {endpoint}: {files}")
+    return {"status": "ok", "worker": "hybrid, 1 process, direct", "files": result}
 
 
 def measure_lag(

@@ -1,6 +1,7 @@
-"""Alternating rounds of two ways to do the same work, and the medians and ratios that
-compare them: on a shared machine the rate swings with the neighbours' load, so each round
-runs both ways back to back and the medians are compared."""
+"""Alternating rounds of several ways to do the same work, and the medians, spreads and
+ratios that compare them: on a shared machine the rate swings with the neighbours' load, so
+each round runs every way back to back (hybrid, peer, peer..., then hybrid, peer... again)
+and the medians are compared, a ratio counting as met only when every round meets it."""
 
 from __future__ import annotations
 
@@ -22,6 +23,28 @@ async def alternate(
         firsts.append(await first())
         seconds.append(await second())
     return firsts, seconds
+
+
+def schedule(rounds: int, ways: Sequence[str]) -> list[tuple[int, str]]:
+    """(round, way) in the order they run: round 1 runs every way, then round 2 every way
+    again, and so on (rounds count from 1)."""
+    return [(number, way) for number in range(1, rounds + 1) for way in ways]
+
+
+def spread(values: Sequence[float]) -> tuple[float, float, float]:
+    """(median, min, max) of the rounds' values."""
+    return statistics.median(values), min(values), max(values)
+
+
+def every_round(
+    first: Sequence[float], second: Sequence[float], meets: Callable[[float, float], bool]
+) -> bool | None:
+    """Whether ``meets(first[i], second[i])`` holds for every round i (round i of one way
+    against round i of the other); None when there are no rounds to compare or their
+    counts differ (a round of one way did not run)."""
+    if not first or len(first) != len(second):
+        return None
+    return all(meets(a, b) for a, b in zip(first, second, strict=True))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""wrk: its command line, the figures in what it prints, and a run that samples the
-server's RSS meanwhile."""
+"""wrk: its command line, the figures in what it prints, a Lua script that spreads its threads
+over several ports, and a run that samples the server's RSS meanwhile."""
 
 from __future__ import annotations
 
@@ -35,14 +35,40 @@ def command(
     latency: bool = True,
     timeout: str | None = None,
     wrk: str = "wrk",
+    script: str | None = None,
 ) -> list[str]:
-    """``wrk -tT -cC -dSs [--latency] [--timeout X] URL``."""
+    """``wrk -tT -cC -dSs [--latency] [--timeout X] [-s SCRIPT] URL``."""
     argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:.0f}s"]
     if latency:
         argv.append("--latency")
     if timeout:
         argv += ["--timeout", timeout]
+    if script:
+        argv += ["-s", script]
     return [*argv, url]
+
+
+def threads_for(ports: int, wanted: int = 2) -> int:
+    """wrk's thread count for ``ports`` ports: the multiple of ``ports`` nearest above
+    ``wanted``, so that each port gets as many threads (and connections) as the next."""
+    return ports * -(-wanted // ports)
+
+
+def spread_script(ports: list[int], host: str = "127.0.0.1") -> str:
+    """A wrk Lua script whose ``setup(thread)`` points thread i at ``ports[i % len(ports)]``
+    (wrk calls it once per thread, in order, before any connects): with a thread count that
+    is a multiple of the ports, each port gets the same share of the connections."""
+    listed = ", ".join(str(int(p)) for p in ports)
+    return (
+        "-- Spreads wrk's threads over the ports, one port per thread in turn.\n"
+        f"local ports = {{{listed}}}\n"
+        "local created = 0\n"
+        "function setup(thread)\n"
+        "  local port = ports[created % #ports + 1]\n"
+        "  created = created + 1\n"
+        f'  thread.addr = wrk.lookup("{host}", tostring(port))[1]\n'
+        "end\n"
+    )
 
 
 def parse(out: str) -> dict[str, Any]:
@@ -75,10 +101,19 @@ def parse(out: str) -> dict[str, Any]:
     }
 
 
-def run_sampled(url: str, connections: int, seconds: int, root: int) -> dict[str, Any]:
-    """``wrk -t2 -cC -dSs --latency --timeout 5s``: its figures, the peak RSS of the tree
-    under ``root`` (sampled every 0.5 s) and wrk's output."""
-    argv = command(url, connections, seconds, threads=min(2, connections), timeout="5s")
+def run_sampled(
+    url: str,
+    connections: int,
+    seconds: int,
+    root: int,
+    threads: int = 2,
+    script: str | None = None,
+) -> dict[str, Any]:
+    """``wrk -tT -cC -dSs --latency --timeout 5s [-s SCRIPT]``: its figures, the peak RSS of
+    the tree under ``root`` (sampled every 0.5 s) and wrk's output."""
+    argv = command(
+        url, connections, seconds, threads=min(threads, connections), timeout="5s", script=script
+    )
     peak = {"total": 0.0, "largest": 0.0, "processes": 0}
     done = threading.Event()
 
