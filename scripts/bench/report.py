@@ -275,6 +275,22 @@ def render_markdown(results: dict[str, Any]) -> str:
                 f" {r['rss_after_close_mb']:.0f} MB | {r['open_seconds']} s |"
             )
         lines.append("")
+    profile = results.get("profile")
+    if profile:
+        lines += ["## Profiles", ""]
+        if profile.get("status") != "ok":
+            lines += [f"py-spy: {profile.get('status')}", ""]
+        else:
+            lines += [
+                f"py-spy on the worker of {profile['worker']}, while wrk drives the endpoint"
+                " (a pass of its own, after the rounds): speedscope JSON (open it in"
+                " speedscope.app) and an SVG flame graph, next to this file.",
+                "",
+            ]
+            for endpoint, files in profile.get("files", {}).items():
+                shown = [f"[{f}]({f})" if not f.startswith("failed") else f for f in files.values()]
+                lines.append(f"- {endpoint}: " + ", ".join(shown))
+            lines.append("")
     lines += [
         "## Stacks",
         "",

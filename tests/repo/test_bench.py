@@ -1,7 +1,9 @@
 """The benchmark scripts (``scripts/bench``) stay importable and their pure parts right: wrk's
-output parsed from captured samples, the medians and ratios of alternating rounds, the
-targets and the report's tables, one real server started and stopped by the harness, and
-every entry's ``--help`` run as a module.
+output parsed from captured samples, the Lua script that spreads wrk over several ports, the
+nginx config rendered for a stack, the order of the alternating rounds, their medians and
+spreads, the targets (met only when every round meets them), the database concurrency of
+each stack and the report's tables, one real server started and stopped by the harness, and
+every entry's ``--help`` run as a module. Nothing here is timed.
 
 The package is loaded from its folder under a private name (no ``sys.path`` change), so
 these tests do not depend on the folder pytest runs from.
@@ -13,6 +15,7 @@ import asyncio
 import importlib
 import os
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +42,9 @@ harness = load("harness")
 rounds = load("rounds")
 targets = load("targets")
 report = load("report")
+proxy = load("proxy")
+stacks = load("stacks")
+paths = load("paths")
 
 # Captured from wrk 4.1.0 (Debian) against the benchmark stacks and a 404.
 HELLO = """\
@@ -201,14 +207,173 @@ def test_medians_of_an_even_number_of_rounds() -> None:
     assert comparison.rate_ratio == pytest.approx(2.0)
 
 
+# --------------------------------------------------------------------------- wrk spread
+
+
+def test_threads_are_a_multiple_of_the_ports() -> None:
+    assert [wrk.threads_for(n) for n in (1, 2, 3, 4)] == [2, 2, 3, 4]
+    assert wrk.threads_for(2, wanted=4) == 4
+    assert wrk.threads_for(3, wanted=4) == 6
+
+
+def test_spread_script_gives_each_thread_its_port_in_turn() -> None:
+    script = wrk.spread_script([8001, 8002])
+    assert "local ports = {8001, 8002}" in script
+    assert "function setup(thread)" in script
+    assert 'thread.addr = wrk.lookup("127.0.0.1", tostring(port))[1]' in script
+    # setup() as wrk calls it, once per thread in order: threads 1-4 get 8001, 8002, 8001...
+    created, ports, chosen = 0, [8001, 8002], []
+    for _ in range(4):
+        chosen.append(ports[created % len(ports)])  # ports[created % #ports + 1] in Lua
+        created += 1
+    assert chosen == [8001, 8002, 8001, 8002]
+    assert script.index("local port = ports[created % #ports + 1]") < script.index(
+        "created = created + 1"
+    )
+
+
+def test_wrk_command_with_a_script() -> None:
+    url = "http://127.0.0.1:8001/h/hello"
+    assert wrk.command(url, 64, 3, threads=2, script="/tmp/spread.lua") == [
+        *("wrk", "-t2", "-c64", "-d3s", "--latency", "-s", "/tmp/spread.lua", url)
+    ]
+
+
+def test_spread_script_reaches_every_port(tmp_path: Path) -> None:
+    """Direct at two ports: wrk's threads split between two servers (needs wrk)."""
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed")
+    servers = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "hello").write_text(name)
+        port = harness.free_port()
+        argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+        servers.append(
+            harness.Server(
+                harness.Stack(name, 1, argv, port, "/", cwd=folder), dict(os.environ), str(tmp_path)
+            )
+        )
+    try:
+        for server in servers:
+            assert server.ready() is None
+        script = tmp_path / "spread.lua"
+        script.write_text(wrk.spread_script([s.stack.port for s in servers]))
+        argv = wrk.command(servers[0].base + "hello", 4, 1, threads=2, script=str(script))
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
+        assert wrk.parse(out)["requests"] > 0
+        for server in servers:  # http.server logs each request it answers
+            assert "GET /hello" in "\n".join(server.log_tail(1000))
+    finally:
+        for server in servers:
+            server.stop()
+
+
+# --------------------------------------------------------------------------- nginx
+
+
+def test_nginx_config_for_a_peer_is_hybrids_with_its_one_port(tmp_path: Path) -> None:
+    from hybrid.config import Config
+    from hybrid.nginx.render import render_config
+
+    text = proxy.render([5001], 6001, tmp_path)
+    expected = render_config(
+        Config(ports=(5001,), host="127.0.0.1"), prefix=tmp_path, listen_port=6001
+    )
+    assert text == expected
+    assert "server 127.0.0.1:5001 max_fails=0;" in text
+    assert "listen 127.0.0.1:6001;" in text
+    assert "proxy_next_upstream_tries 1;" in text
+
+
+def test_nginx_config_for_hybrid_lists_one_server_per_process(tmp_path: Path) -> None:
+    text = proxy.render([5001, 5002], 6001, tmp_path)
+    peer = proxy.render([5001], 6001, tmp_path)
+    assert "server 127.0.0.1:5001 max_fails=0;\n" in text
+    assert "server 127.0.0.1:5002 max_fails=0;\n" in text
+    assert "proxy_next_upstream_tries 2;" in text
+    # The same config but for the upstream servers (and how many tries they allow).
+    same = [line for line in text.splitlines() if "5002" not in line and "tries" not in line]
+    assert same == [line for line in peer.splitlines() if "tries" not in line]
+
+
+def test_nginx_cpu_is_the_workers_time_between_readings() -> None:
+    assert proxy.cpu_delta({1: 1.0, 2: 2.0}, {1: 1.5, 2: 2.25, 3: 9.0}) == pytest.approx(0.75)
+
+
+# --------------------------------------------------------------------------- rounds, stacks
+
+
+def test_rounds_run_every_stack_then_again() -> None:
+    order = rounds.schedule(3, ["hybrid", "raw-tornado", "gunicorn-gevent"])
+    assert order == [
+        (1, "hybrid"),
+        (1, "raw-tornado"),
+        (1, "gunicorn-gevent"),
+        (2, "hybrid"),
+        (2, "raw-tornado"),
+        (2, "gunicorn-gevent"),
+        (3, "hybrid"),
+        (3, "raw-tornado"),
+        (3, "gunicorn-gevent"),
+    ]
+    assert rounds.spread([300.0, 100.0, 200.0]) == (200.0, 100.0, 300.0)
+
+
+def test_every_round_must_meet() -> None:
+    def at_least(a: float, b: float) -> bool:
+        return a >= 1.2 * b
+
+    assert rounds.every_round([130.0, 125.0, 121.0], [100.0] * 3, at_least) is True
+    assert rounds.every_round([200.0, 119.0, 200.0], [100.0] * 3, at_least) is False
+    assert rounds.every_round([], [], at_least) is None
+    assert rounds.every_round([130.0, 130.0], [100.0] * 3, at_least) is None
+
+
+def test_database_concurrency_per_stack() -> None:
+    assert stacks.DB_POOL == stacks.DB_CONNECTIONS == 64
+    table = {name: stacks.db_concurrency(name)[0] for name in stacks.STACKS}
+    assert table == {
+        "hybrid": 64,
+        "raw-tornado": 64,
+        "gunicorn-sync": 1,
+        "gunicorn-gthread": stacks.THREADS,
+        "gunicorn-gevent": 64,
+        "uvicorn": 64,
+    }
+    assert stacks.db_concurrency("hybrid", 32)[0] == 32
+    assert stacks.db_concurrency(stacks.REFERENCE)[0] == 1
+    assert "--db-threads 64" in stacks.db_text("hybrid")
+    hybrid = stacks.hybrid_stack(2)
+    assert len(hybrid.ports) == 2 and hybrid.port == hybrid.ports[0]
+    assert (
+        "--db-threads" in hybrid.argv and hybrid.argv[hybrid.argv.index("--db-threads") + 1] == "64"
+    )
+    assert "--nginx" not in hybrid.argv  # nginx is the harness's, the same for every stack
+    gevent = stacks.gunicorn_stack("gevent", 2)
+    assert gevent.ports == [gevent.port] and gevent.argv[0] == str(paths.BENCH_PYTHON)
+    assert stacks.raw_stack(1).env == {"BENCH_POOL_SIZE": "64"}
+
+
 # --------------------------------------------------------------------------- targets, report
 
 
-def run(stack: str, endpoint: str, rps: float, group: int = 1, **extra: Any) -> dict[str, Any]:
+def run(
+    stack: str,
+    endpoint: str,
+    rps: float,
+    group: int = 1,
+    mode: str = "direct",
+    round: int = 1,
+    **extra: Any,
+) -> dict[str, Any]:
     return {
         "stack": stack,
         "endpoint": endpoint,
         "group": group,
+        "mode": mode,
+        "round": round,
         "status": "ok",
         "rps": rps,
         "p50_ms": 5.0,
@@ -220,32 +385,69 @@ def run(stack: str, endpoint: str, rps: float, group: int = 1, **extra: Any) -> 
     }
 
 
+def rounds_of(stack: str, endpoint: str, rates: list[float], **extra: Any) -> list[dict[str, Any]]:
+    return [run(stack, endpoint, r, round=n, **extra) for n, r in enumerate(rates, 1)]
+
+
 def results() -> dict[str, Any]:
     runs = [
-        run("hybrid", "row", 1000.0),
-        run("raw-tornado", "row", 2000.0),
-        run("gunicorn-gevent", "row", 500.0),
-        run("uvicorn", "row", 800.0),
-        run("hybrid", "io-1000", 900.0),
-        run("raw-tornado", "io-1000", 1000.0),
-        run("gunicorn-sync", "io-1000", 0.0),
-        {"stack": "uvicorn", "endpoint": "io-1000", "group": 1, "status": "not run: x | y"},
+        *rounds_of("hybrid", "row", [1000.0, 1100.0, 900.0]),
+        *rounds_of("raw-tornado", "row", [2000.0, 2000.0, 2000.0]),
+        *rounds_of("gunicorn-gevent", "row", [500.0, 500.0, 500.0]),
+        *rounds_of("uvicorn", "row", [800.0, 800.0, 800.0]),
+        *rounds_of(
+            "hybrid", "row", [900.0, 900.0, 900.0], mode="nginx", nginx_cpu_us_per_request=80.0
+        ),
+        *rounds_of(
+            "uvicorn", "row", [700.0, 700.0, 700.0], mode="nginx", nginx_cpu_us_per_request=90.0
+        ),
+        *rounds_of("hybrid", "io-1000", [900.0, 900.0, 900.0]),
+        *rounds_of("raw-tornado", "io-1000", [1000.0, 1000.0, 1000.0]),
+        *rounds_of("gunicorn-sync", "io-1000", [0.0, 0.0, 0.0], p99_ms=None),
+        *[
+            {
+                "stack": "uvicorn",
+                "endpoint": "io-1000",
+                "group": 1,
+                "mode": "direct",
+                "round": n,
+                "status": "not run: x | y",
+            }
+            for n in (1, 2, 3)
+        ],
+        *rounds_of("hybrid", "query", [1250.0, 1230.0, 1100.0]),
     ]
     return {
         "date": "2025-01-01 00:00 UTC",
-        "command": "scripts/bench/run --quick",
-        "mode": "quick",
+        "command": "scripts/bench/run",
+        "mode": "full",
         "elapsed_s": 10,
-        "seconds_per_endpoint": 2,
-        "warmup_s": 0,
-        "wrk": "wrk -t2 -c{connections} -d{seconds}s --latency --timeout 5s",
+        "seconds_per_endpoint": 3,
+        "warmup_s": 1,
+        "rounds": 3,
+        "wrk": "wrk -t{threads} -c{connections} -d{seconds}s --latency --timeout 5s",
         "machine": {"nproc": 2, "cpu": "cpu", "kernel": "6", "python": "3.11", "versions": {}},
         "runs": runs,
         "stacks": {
-            "hybrid@1": {"status": "ok", "processes": 1, "note": "DjangoHandler"},
+            "hybrid@1": {
+                "status": "ok",
+                "processes": 1,
+                "note": "DjangoHandler",
+                "db": "64 (pool)",
+            },
             "uvicorn@1": {"status": "ok", "processes": 1, "middleware": "default chain"},
         },
     }
+
+
+def test_figures_are_medians_and_spreads_of_the_rounds() -> None:
+    cells = targets.table(results(), 1, "direct")
+    row = cells[("row", "hybrid")]
+    assert (row["rps"], row["rps_min"], row["rps_max"]) == (1000.0, 900.0, 1100.0)
+    assert [r["round"] for r in row["rounds"]] == [1, 2, 3]
+    assert cells[("io-1000", "uvicorn")]["status"] == "not run: x | y"
+    assert ("row", "hybrid") in targets.table(results(), 1, "nginx")
+    assert targets.cells(results()) == [(1, "direct"), (1, "nginx")]
 
 
 def test_fastest_peer_is_the_best_equal_count_peer_that_ran() -> None:
@@ -255,16 +457,41 @@ def test_fastest_peer_is_the_best_equal_count_peer_that_ran() -> None:
     assert targets.fastest_peer(cells, "hello") is None
 
 
-def test_ratio_targets() -> None:
+def test_targets_are_met_only_when_every_round_meets_them() -> None:
     evaluated = {t["target"]: t for t in targets.evaluate_targets(results())}
-    raw = evaluated["row: hybrid >= 0.85x raw-tornado (1 process(es))"]
-    assert (raw["measured"], raw["met"], raw["detail"]) == (0.5, False, "1,000 vs 2,000 req/s")
-    gevent = evaluated["row: hybrid >= 1.3x gunicorn-gevent (1 process(es))"]
-    assert (gevent["measured"], gevent["met"]) == (2.0, True)
-    sync = evaluated["io-1000: hybrid >= 10.0x gunicorn-sync (1 process(es))"]
-    assert (sync["measured"], sync["met"]) == (None, True)
-    assert sync["detail"] == "gunicorn-sync completed no request"
-    assert evaluated["query: hybrid >= 0.9x raw-tornado (1 process(es))"]["met"] is None
+    peer = evaluated["row: hybrid >= 1.2x the fastest peer, p99 no worse (1 process(es), direct)"]
+    # Medians 1,000 vs 800 (1.25x), but round 3 is 900 vs 800: not met.
+    assert (peer["measured"], peer["rounds"], peer["met"]) == (1.25, [1.25, 1.375, 1.125], False)
+    raw = evaluated["row: hybrid >= 0.7x raw-tornado (1 process(es), direct)"]
+    assert (raw["measured"], raw["met"]) == (0.5, False)
+    sync = evaluated[
+        "io-1000: hybrid >= 1.2x the fastest peer, p99 no worse (1 process(es), direct)"
+    ]
+    assert sync["met"] is True  # gunicorn-sync completed nothing: no rate, no p99
+    assert "completed no request" in sync["detail"]
+    nginx_peer = evaluated[
+        "row: hybrid >= 1.2x the fastest peer, p99 no worse (1 process(es), nginx)"
+    ]
+    assert nginx_peer["against"] == "uvicorn"  # nginx against nginx, never across modes
+    assert nginx_peer["rounds"] == [1.286] * 3 and nginx_peer["met"] is True
+    behind = evaluated["row: hybrid behind nginx >= 0.9x hybrid direct (1 process(es))"]
+    assert behind["rounds"] == [0.9, pytest.approx(0.818, abs=1e-3), 1.0]
+    assert behind["met"] is False
+    query = evaluated[
+        "query: hybrid >= 1,216 req/s (0.95 x 64 / 50 ms) and p99 <= 60 ms (1 process(es), direct)"
+    ]
+    assert (query["measured"], query["rounds"], query["met"]) == (1230, [1250, 1230, 1100], False)
+    assert not any("raw-tornado" in t and "nginx" in t for t in evaluated)  # raw not behind it
+
+
+def test_a_missing_round_meets_nothing() -> None:
+    data = results()
+    data["runs"] = [
+        r for r in data["runs"] if not (r["stack"] == "uvicorn" and r.get("round") == 2)
+    ]
+    evaluated = {t["target"]: t for t in targets.evaluate_targets(data)}
+    peer = evaluated["row: hybrid >= 1.2x the fastest peer, p99 no worse (1 process(es), direct)"]
+    assert peer["met"] is None
 
 
 def test_lag_is_judged_only_with_the_commands_running() -> None:
@@ -280,16 +507,22 @@ def test_report_tables() -> None:
     text = report.render_markdown(data)
     assert text.startswith("# hybrid vs the peers\n\n2025-01-01 00:00 UTC; `scripts/bench/run")
     assert (
-        "| 1 | row | 1,000 | uvicorn 800 | **1.25x** | 2,000 | **0.50x** |\n"
-        "| 1 | io-1000 | 900 | gunicorn-sync 0 | – | 1,000 | **0.90x** |\n"
+        "| 1 | direct | row | 1,000 (900-1,100) | 12 ms | uvicorn | 800 (800-800) | 12 ms |"
+        " **1.25x** | 2,000 (2,000-2,000) | **0.50x** |\n"
     ) in text
-    assert "| row: hybrid >= 0.85x raw-tornado (1 process(es)) | 0.50x |" in text
-    assert "| io-1000 (1000) | **900**<br>5.0 ms / 12 ms<br>err 0<br>50 MB/proc, 100 total |" in (
-        text
+    assert "| 1 | nginx | row | 900 (900-900) | 12 ms | uvicorn | 700 (700-700) |" in text
+    assert (
+        "| row: hybrid >= 0.7x raw-tornado (1 process(es), direct) | 0.50x | 0.50, 0.55, 0.45 |"
+        in text
     )
+    assert "| 1 | row | 1,000 (900-1,100) | 900 (900-900) | **0.90x** | 80 us | 90 us |" in text
+    assert (
+        "| io-1000 (1000) | **900 (900-900)**<br>5.0 ms / 12 ms<br>err 0<br>50 MB/proc, 100 total |"
+    ) in text
+    assert "nginx 80 us/req" in text
     assert "not run: x / y" in text  # a cell never splits the table
-    assert "| hybrid | 1 | ok | – | DjangoHandler |" in text
-    assert "| uvicorn | 1 | ok | default chain |  |" in text
+    assert "| hybrid | 1 | ok | – | 64 (pool) | DjangoHandler |" in text
+    assert "| uvicorn | 1 | ok | default chain | – |  |" in text
 
 
 @pytest.mark.parametrize(
@@ -332,7 +565,15 @@ def test_tree_of_this_process_holds_its_child() -> None:
 
 # --------------------------------------------------------------------------- entries
 
-ENTRIES = ["peers", "scaling", "bridge_overhead", "native_mysql", "idle_conns", "process_lag"]
+ENTRIES = [
+    "peers",
+    "plot",
+    "scaling",
+    "bridge_overhead",
+    "native_mysql",
+    "idle_conns",
+    "process_lag",
+]
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
