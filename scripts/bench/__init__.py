@@ -5,6 +5,7 @@
 Entries: ``peers`` (the stacks against each other), ``scaling``, ``bridge_overhead``,
 ``native_mysql``, ``idle_conns``, ``process_lag``; ``raw_tornado`` is the ceiling stack that
 ``peers`` starts. The shared parts: ``harness`` (ports, processes, readiness, RSS), ``wrk``
-(its command line and its output), ``stacks``, ``endpoints``, ``database``, ``tools``,
-``measure``, ``targets``, ``rounds``, ``report`` and ``plot``.
+(its command line, its output, the Lua script spreading it over ports), ``proxy`` (nginx as
+``hybrid nginx`` renders it, in front of any stack), ``stacks``, ``endpoints``,
+``database``, ``tools``, ``measure``, ``targets``, ``rounds``, ``report`` and ``plot``.
 """
