@@ -330,7 +330,11 @@ class DjangoHandler(RequestHandler):
             relay_cookies(self, response)
         if not response.streaming:
             send = not tornado_compat.should_not_send_content(response.status_code)
-            self._wire_finish(response.content if send else b"")
+            body = response.content if send else b""
+            self._capturing = False
+            tornado_compat.set_finished(self, False)
+            if tornado_compat.finish_final(self, body) is None:
+                self._wire_finish(body)
             return
         make_async_streaming(response)
         try:
