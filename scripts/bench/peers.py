@@ -72,8 +72,8 @@ FULL_ROUNDS = 3
 QUICK_SECONDS = 2
 QUICK_ROUNDS = 1
 # Measured on the shared 2-core development container (see docs/benchmarks.md).
-QUICK_MINUTES = "about 4"
-FULL_MINUTES = "about 30 (estimated)"
+QUICK_MINUTES = "about 4.5 minutes"
+FULL_MINUTES = "about 32 minutes (an estimate from the quick pass's per-start times)"
 
 
 def main() -> None:
@@ -83,12 +83,12 @@ def main() -> None:
         description=__doc__.split("\n\n")[0],
         epilog=f"The full run (no --quick: process counts 1 and 2, direct and behind nginx,"
         f" {FULL_ROUNDS} rounds, {FULL_SECONDS} s per endpoint after {FULL_WARMUP} s of warm-up"
-        f" on hello and row per server start) takes {FULL_MINUTES} minutes on 2 cores.",
+        f" on hello and row per server start) takes {FULL_MINUTES} on 2 cores.",
     )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"a pass of {QUICK_MINUTES} minutes on 2 cores: process count 1 only (unless"
+        help=f"a pass of {QUICK_MINUTES} on 2 cores: process count 1 only (unless"
         f" --processes), direct and behind nginx, {QUICK_ROUNDS} round, {QUICK_SECONDS} s per"
         " endpoint (3 s at 1,000 connections) without warm-up, lag probes of 3 s, the 10k"
         " idle connections on hybrid only (with /h/ping as their request)",
