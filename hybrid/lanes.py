@@ -52,7 +52,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 
-from hybrid._compat.asgiref import handed_exception
+from hybrid._compat.asgiref import enter_shared_context, exit_shared_context, handed_exception
 from hybrid._compat.asyncio import executor_threads
 from hybrid.log import app_log
 from hybrid.slots import PerLoop, Slots
@@ -61,8 +61,10 @@ __all__ = [
     "DEFAULT_LANES",
     "Lane",
     "LanePool",
+    "LaneRouter",
     "LaneScope",
     "LazyLane",
+    "RequestLanes",
     "close_lane_pools",
     "current_lane",
     "install_lane_pool",
@@ -359,6 +361,11 @@ class LazyLane(concurrent.futures.Executor):
             future.cancel()
         self._queued.clear()
 
+    @property
+    def released(self) -> bool:
+        """Whether the request is over (:meth:`release` was called)."""
+        return self._released
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self.release()
 
@@ -481,6 +488,57 @@ class LaneScope:
             await self._context.__aexit__(*exc_info)  # type: ignore[no-untyped-call]
         finally:
             _current_lane.reset(self._token)
+            self.lane.release()
+
+
+class LaneRouter(concurrent.futures.Executor):
+    """The executor asgiref finds for every context entered with :class:`RequestLanes`:
+    each call goes to the lane of the context that makes it."""
+
+    def submit(
+        self, fn: Callable[..., R], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[R]:
+        lane = _current_lane.get()
+        if lane is None or lane.released:
+            # What asgiref answers a task that outlived its ThreadSensitiveContext.
+            raise RuntimeError(
+                "this request is over: a task started inside a request must finish before "
+                "the request ends to make thread-sensitive calls (await it in the handler)"
+            )
+        return lane.submit(fn, *args, **kwargs)
+
+
+_ROUTER = LaneRouter()
+
+
+class RequestLanes:
+    """:func:`lane_context` for one Tornado request, entered and left without awaiting.
+
+    A request's context gets its :class:`LazyLane` and asgiref's shared context object
+    (:func:`hybrid._compat.asgiref.enter_shared_context`), which routes thread-sensitive
+    calls to that lane through :class:`LaneRouter`: two context variables per request,
+    where a ``ThreadSensitiveContext`` of its own costs several times that. Only for code
+    that no ``async_to_sync`` runs (whose thread a ``ThreadSensitiveContext`` would hide).
+    """
+
+    __slots__ = ("_context_token", "_lane_token", "lane")
+
+    def __init__(
+        self, pool: LanePool | int | None, on_lease: Callable[[], object] | None = None
+    ) -> None:
+        if not isinstance(pool, LanePool):
+            pool = lane_pool(pool)
+        pool.check_open()
+        self.lane = LazyLane(pool, on_lease)
+        self._lane_token = _current_lane.set(self.lane)
+        self._context_token = enter_shared_context(_ROUTER)
+
+    def close(self) -> None:
+        """End the block (in the context that entered it): the lane is given back."""
+        try:
+            exit_shared_context(self._context_token)
+        finally:
+            _current_lane.reset(self._lane_token)
             self.lane.release()
 
 

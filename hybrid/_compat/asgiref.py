@@ -16,20 +16,66 @@ its own traceback once the job is over.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
+import weakref
 from collections.abc import Callable
+from concurrent.futures import Executor
 from types import TracebackType
 from typing import Any
 
-from asgiref.sync import SyncToAsync
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext
 
 from hybrid._compat import Internal, Library
 
-__all__ = ["handed_exception", "library"]
+__all__ = ["enter_shared_context", "exit_shared_context", "handed_exception", "library"]
 
 VERIFIED = ("3.13",)
 REQUIREMENT = "asgiref>=3.13,<4"
+
+
+#: The ThreadSensitiveContext that request contexts share (never entered), and the
+#: executor asgiref finds for it: set by :func:`enter_shared_context`.
+_shared: list[ThreadSensitiveContext] = []
+
+
+def enter_shared_context(executor: Executor) -> contextvars.Token[Any]:
+    """Make ``executor`` this context's thread-sensitive executor, as entering
+    ``ThreadSensitiveContext(executor=...)`` would, at the cost of one context variable.
+
+    ``SyncToAsync.__call__`` finds the executor of the current context in its class-level
+    ``context_to_thread_executor`` under ``thread_sensitive_context``: every request sets
+    the same context object, registered once with ``executor`` (which must route each call
+    to the calling context's own thread, see :class:`hybrid.lanes.LaneRouter`), instead of
+    a new one per request (a weak-dictionary entry and two ``Local`` writes in and out).
+    Unlike ``ThreadSensitiveContext`` it does not hide an enclosing ``async_to_sync``'s
+    thread: only for code no ``async_to_sync`` runs (a Tornado request). Undo with
+    :func:`exit_shared_context`.
+    """
+    if not _shared:
+        shared = ThreadSensitiveContext()
+        SyncToAsync.context_to_thread_executor[shared] = executor
+        _shared.append(shared)
+    return SyncToAsync.thread_sensitive_context.set(_shared[0])
+
+
+def exit_shared_context(token: contextvars.Token[Any]) -> None:
+    """Undo :func:`enter_shared_context`."""
+    SyncToAsync.thread_sensitive_context.reset(token)
+
+
+def _shared_context_usable() -> bool:
+    source = inspect.getsource(SyncToAsync.__call__)
+    return (
+        isinstance(getattr(SyncToAsync, "thread_sensitive_context", None), contextvars.ContextVar)
+        and isinstance(
+            getattr(SyncToAsync, "context_to_thread_executor", None), weakref.WeakKeyDictionary
+        )
+        and "self.context_to_thread_executor[thread_sensitive_context]" in source
+        and "_exited" in source
+        and getattr(ThreadSensitiveContext(), "_exited", None) is False
+    )
 
 
 def _thread_handler() -> Any:
@@ -72,6 +118,12 @@ def _thread_handler_takes_exc_info() -> bool:
 def library() -> Library | None:
     """What hybrid needs of asgiref (a requirement of Django's: always installed)."""
     internals = [
+        Internal(
+            "asgiref.sync.SyncToAsync.thread_sensitive_context/context_to_thread_executor",
+            "a request's thread-sensitive calls find its database thread through one shared "
+            "context object, set per request in a context variable",
+            _shared_context_usable,
+        ),
         Internal(
             "asgiref.sync.SyncToAsync.thread_handler(self, loop, exc_info, ...)",
             "database threads restore the traceback of an exception sync_to_async re-raised "

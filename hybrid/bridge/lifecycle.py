@@ -39,7 +39,7 @@ from hybrid.bridge.hygiene import RequestHygiene, close_response, request_hygien
 from hybrid.bridge.middleware import loop_safe_middleware
 from hybrid.bridge.snapshot import settings_snapshot
 from hybrid.config import Config
-from hybrid.lanes import LazyLane, lane_context
+from hybrid.lanes import LazyLane, RequestLanes
 
 if TYPE_CHECKING:
     from django.http import HttpResponseBase
@@ -315,12 +315,11 @@ class LifecycleScope:
             hygiene = request_hygiene(type(setup.chain))
             signals = "hygiene" if hygiene is not None else "send"
         on_lease = hygiene.started if hygiene is not None else None
-        self._lanes = lane_context(setup.db_threads, on_lease=on_lease)
-        lane = await self._lanes.__aenter__()
-        return RequestLifecycle(self._handler, setup.chain, signals, hygiene, lane)
+        self._lanes = RequestLanes(setup.db_threads, on_lease=on_lease)
+        return RequestLifecycle(self._handler, setup.chain, signals, hygiene, self._lanes.lane)
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self._lanes.__aexit__(*exc_info)
+        self._lanes.close()
 
 
 # -- the response ----------------------------------------------------------------------------

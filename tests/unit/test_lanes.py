@@ -20,7 +20,7 @@ from tornado.httpclient import AsyncHTTPClient
 from waiting import until
 
 from hybrid import Config, make_app, run_sync
-from hybrid.lanes import LanePool, current_lane, lane_context, lane_pool
+from hybrid.lanes import LanePool, RequestLanes, current_lane, lane_context, lane_pool
 from hybrid.web import HybridApplication
 
 ROUTES = "testproject.bridge_routes.routes"
@@ -352,3 +352,37 @@ def test_other_receivers_make_the_bridge_send_the_signals(
     from hybrid.bridge.hygiene import request_hygiene
 
     assert request_hygiene(None) is None
+
+
+@pytest.mark.gen_test
+async def test_request_lanes_route_thread_sensitive_calls_to_each_requests_own_lane() -> None:
+    from asgiref.sync import sync_to_async
+
+    pool = LanePool(2)
+    ident = sync_to_async(threading.get_ident, thread_sensitive=True)
+    started = asyncio.Event()
+
+    async def request() -> tuple[int, int, Any]:
+        lanes = RequestLanes(pool)
+        try:
+            first = await ident()
+            started.set()
+            await asyncio.sleep(0.01)  # the other request runs meanwhile
+            leftover = asyncio.ensure_future(asyncio.sleep(0.05))
+            return first, await ident(), asyncio.ensure_future(straggler(leftover))
+        finally:
+            lanes.close()
+
+    async def straggler(wait: Any) -> int:
+        await wait
+        return await ident()  # after its request ended
+
+    (a1, a2, late_a), (b1, b2, late_b) = await asyncio.gather(request(), request())
+    assert a1 == a2 and b1 == b2  # one thread per request, for all its calls
+    assert a1 != b1  # each request its own lane
+    assert threading.get_ident() not in (a1, b1)
+    for late in (late_a, late_b):
+        with pytest.raises(RuntimeError, match="request is over"):
+            await late
+    assert current_lane() is None
+    await pool.aclose()

@@ -33,7 +33,7 @@ def test_the_probe_passes_on_the_installed_version_a_verified_one() -> None:
     library = asgiref_compat.library()
     assert library is not None and library.distribution == "asgiref"
     assert ".".join(importlib.metadata.version("asgiref").split(".")[:2]) in library.verified
-    assert [internal.present() for internal in library.internals] == [True]
+    assert all(internal.present() for internal in library.internals)
     assert all(internal.reason and "\n" not in internal.reason for internal in library.internals)
     assert "hybrid._compat.asgiref" in MODULES
     check()
