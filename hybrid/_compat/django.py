@@ -56,7 +56,9 @@ __all__ = [
     "library",
     "live_receivers",
     "mark_for_write",
+    "lazy_messages_storage",
     "messages_storage",
+    "messages_unused",
     "middleware_chain",
     "MESSAGES_ATTRIBUTE",
     "mysql_server_data",
@@ -453,6 +455,24 @@ def messages_storage(request: Any) -> Any:
     return getattr(request, MESSAGES_ATTRIBUTE, None)
 
 
+def lazy_messages_storage(request: Any) -> Any:
+    """``default_storage(request)`` (what ``MessageMiddleware.process_request`` puts on
+    ``request``), made on first use: a ``SimpleLazyObject``, as ``request.user`` is."""
+    from django.contrib.messages.storage import default_storage
+    from django.utils.functional import SimpleLazyObject
+
+    return SimpleLazyObject(lambda: default_storage(request))
+
+
+def messages_unused(request: Any) -> bool:
+    """Whether the message storage :func:`lazy_messages_storage` put on ``request`` was
+    never made (nothing added, nothing read: ``update()`` would do nothing)."""
+    from django.utils.functional import SimpleLazyObject, empty
+
+    storage: Any = getattr(request, MESSAGES_ATTRIBUTE, None)
+    return type(storage) is SimpleLazyObject and storage._wrapped is empty
+
+
 def handler_import_string() -> Callable[[str], Any]:
     """``django.core.handlers.base.import_string``: the one name ``load_middleware()``
     looks middleware classes up with, swapped to load their loop-safe variants."""
@@ -583,6 +603,17 @@ def _csrf() -> Any:
     from django.middleware.csrf import CsrfViewMiddleware
 
     return CsrfViewMiddleware
+
+
+def _messages_storage_lazily() -> bool:
+    from django.contrib.messages.middleware import MessageMiddleware
+    from django.utils.functional import SimpleLazyObject
+
+    source = inspect.getsource(MessageMiddleware.process_request)
+    return (
+        "request._messages = default_storage(request)" in source
+        and "_wrapped" in vars(SimpleLazyObject.__mro__[1]).get("__init__").__code__.co_names
+    )
 
 
 def _handlers_base() -> Any:
@@ -746,6 +777,12 @@ def _internals() -> list[Internal]:
             "django.contrib.messages: request._messages",
             "the message storage is untangled from a finished request",
             _source_mentions(_messages_middleware, "request." + MESSAGES_ATTRIBUTE),
+        ),
+        Internal(
+            "django.contrib.messages.middleware.MessageMiddleware.process_request"
+            " (request._messages = default_storage(request)), SimpleLazyObject._wrapped",
+            "the message storage is made on first use; unused, the response hook is skipped",
+            _messages_storage_lazily,
         ),
         Internal(
             "django.core.handlers.base.import_string",

@@ -19,7 +19,8 @@ SessionMiddleware                  ``process_request`` on the loop (the session 
 CsrfViewMiddleware                 on the loop unless CSRF_USE_SESSIONS, or the body to
                                    parse is larger than FILE_UPLOAD_MAX_MEMORY_SIZE
 MessageMiddleware                  on the loop unless messages were added or read (storing
-                                   them may write the session)
+                                   them may write the session); the storage is made on
+                                   first use, and unused it has nothing to store
 =================================  =========================================================
 
 Only the exact Django classes are replaced (a project's subclass may override a hook with
@@ -91,7 +92,7 @@ def _csrf_response(middleware: Any, request: Request, response: Response) -> boo
 
 def _messages_response(middleware: Any, request: Request, response: Response) -> bool:
     storage = dj.messages_storage(request)
-    if storage is None:
+    if storage is None or dj.messages_unused(request):
         return True
     if not _settings().builtin_messages:
         return False
@@ -191,8 +192,33 @@ def _make_variant(cls: type, rules: Rules) -> type:
             return await sync_to_async(sync_view, thread_sensitive=True)(self, request, *args)
 
         namespace["process_view"] = process_view
+    if f"{cls.__module__}.{cls.__qualname__}" == _MESSAGES:
+        namespace.update(_lazy_messages(cls))
     variant = type(cls.__name__, (cls,), namespace)
     return variant
+
+
+_MESSAGES = "django.contrib.messages.middleware.MessageMiddleware"
+
+
+def _lazy_messages(cls: type) -> dict[str, Any]:
+    """``MessageMiddleware``'s hooks with the storage made on first use.
+
+    Making the storage costs a cookie signer and two storages per request (a twentieth of
+    a plain request's CPU); most requests never add or read a message. Unmade, there is
+    nothing for ``process_response`` to store, so it returns the response as it is.
+    """
+    original_response = cls.process_response  # type: ignore[attr-defined]
+
+    def process_request(self: Any, request: Request) -> None:
+        setattr(request, dj.MESSAGES_ATTRIBUTE, dj.lazy_messages_storage(request))
+
+    def process_response(self: Any, request: Request, response: Response) -> Response:
+        if dj.messages_unused(request):
+            return response
+        return original_response(self, request, response)
+
+    return {"process_request": process_request, "process_response": process_response}
 
 
 @contextlib.contextmanager

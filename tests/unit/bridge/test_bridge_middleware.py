@@ -161,6 +161,34 @@ async def test_responses_match_djangos_and_threads_only_for_io(
     assert loop_leased is on_thread
 
 
+async def read_messages(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("|".join(str(m) for m in messages.get_messages(request)))
+
+
+@pytest.mark.gen_test
+@pytest.mark.usefixtures("default_stack")
+async def test_the_message_storage_is_made_only_when_used_and_messages_still_arrive() -> None:
+    from django.contrib.messages.storage.fallback import FallbackStorage
+    from django.utils.functional import SimpleLazyObject, empty
+
+    factory = AsyncRequestFactory()
+    request = factory.get("/page")
+    response, _ = await serve(make_handler_chain(), request, hello)
+    storage = request._messages  # type: ignore[attr-defined]
+    assert type(storage) is SimpleLazyObject and storage._wrapped is empty  # never made
+    assert "messages" not in response.cookies
+
+    request = factory.post("/page")
+    request._dont_enforce_csrf_checks = True
+    response, _ = await serve(make_handler_chain(), request, add_message)
+    assert isinstance(request._messages._wrapped, FallbackStorage)  # type: ignore[attr-defined]
+    cookie = response.cookies["messages"].value
+    factory.cookies["messages"] = cookie  # the next request reads it back
+    shown, _ = await serve(make_handler_chain(), factory.get("/next"), read_messages)
+    assert shown.content == b"a note for the next page"
+    assert shown.cookies["messages"].value == ""  # read: Django deletes the cookie
+
+
 @pytest.mark.gen_test
 @pytest.mark.usefixtures("default_stack")
 async def test_a_saved_session_lands_in_the_database() -> None:
