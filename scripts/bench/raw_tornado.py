@@ -110,7 +110,18 @@ def main() -> None:
         server.add_sockets(sockets)
         await asyncio.Event().wait()
 
-    asyncio.run(serve())
+    # The same event loop as hybrid's workers get with their default ``--loop auto``:
+    # uvloop when it is installed (BENCH_LOOP=asyncio to compare with asyncio's own).
+    loop_factory = None
+    if os.environ.get("BENCH_LOOP", "auto") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve())
 
 
 if __name__ == "__main__":

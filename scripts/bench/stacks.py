@@ -93,7 +93,10 @@ def raw_stack(processes: int, pool: int = DB_POOL) -> Stack:
     port = free_port()
     argv = [sys.executable, str(HERE / "raw_tornado.py"), str(port), str(processes)]
     env = {"BENCH_POOL_SIZE": str(pool)}
-    note = "no Django; Tornado's fork_processes on one port: the ceiling"
+    note = (
+        "no Django; Tornado's fork_processes on one port, on the event loop hybrid's"
+        " workers get (uvloop when installed): the ceiling"
+    )
     return Stack(
         "raw-tornado",
         processes,
