@@ -6,14 +6,15 @@ Every command goes through :class:`Execution`:
    executable resolved on the scrubbed PATH, limits wrapped) so that mistakes raise where
    the call is written;
 2. the worker's concurrency gate queues it until a slot is free;
-3. it is spawned with ``asyncio.create_subprocess_exec`` in a new session (its own process
-   group), with pipes the runner owns (see :mod:`hybrid.process.pipes`);
+3. it is spawned with ``subprocess.Popen`` (``vfork`` + ``exec``) in a new session (its own
+   process group), with pipes the runner owns (see :mod:`hybrid.process.pipes`), on
+   asyncio and uvloop alike (:mod:`hybrid.process.child`);
 4. on exit, timeout or cancel the whole process group is signalled (TERM, a grace, KILL),
-   the leader is reaped by asyncio's child watcher (no SIGCHLD handler is installed: a
-   pidfd watched by the loop, see :func:`hybrid._compat.asyncio.use_pidfd_watcher`) or, on
-   uvloop (``--loop``), by libuv (which waits only for its own children), leftover
-   group members are killed (:func:`hybrid.procutil.group_alive` tells), and the pipes are
-   closed even if an escaped grandchild still holds them;
+   the leader is reaped when its pidfd, watched by the loop, says it exited (no SIGCHLD
+   handler is installed; where the system has no pidfds, asyncio's subprocess support and
+   its pidfd or thread child watcher, or libuv on uvloop, do it), leftover group members are
+   killed (:func:`hybrid.procutil.group_alive` tells), and the pipes are closed even if an
+   escaped grandchild still holds them;
 5. what it left behind becomes a :class:`~hybrid.process.result.CommandResult`.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +32,7 @@ from hybrid._compat.asyncio import use_pidfd_watcher
 from hybrid.eventloop import is_uvloop
 from hybrid.log import gen_log
 from hybrid.process.argv import Prepared
+from hybrid.process.child import Child, pidfd_available
 from hybrid.process.errors import CommandError, CommandNotFound, describe
 from hybrid.process.gate import Gate, gate_for_running_loop, gates
 from hybrid.process.pipes import Feeder, Reader, close_fd, open_pipe
@@ -80,7 +83,8 @@ class Execution:
         self.returncode: int | None = None
         self.started = 0.0
         self.duration = 0.0
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: Child | asyncio.subprocess.Process | None = None
+        self._out_r = self._err_r = self._in_w = -1
         self._stop: asyncio.Future[None] = self.loop.create_future()
         self.finished: asyncio.Future[None] = self.loop.create_future()
         self._gate: Gate | None = None
@@ -103,6 +107,75 @@ class Execution:
         _running.add(self)
 
     async def _spawn(self) -> None:
+        if pidfd_available():
+            self._spawn_child()
+            # Hold the spawn lock across one pass of the loop: commands started together
+            # then spawn one per pass, and timers and I/O run between them.
+            await asyncio.sleep(0)
+        else:
+            await self._spawn_asyncio()
+        self.readers = [
+            Reader(self.loop, self._out_r, "stdout", self.sink),
+            Reader(self.loop, self._err_r, "stderr", self.sink),
+        ]
+        if self.prep.input is not None:
+            self.feeder = Feeder(self.loop, self._in_w, self.prep.input)
+        gen_log.debug("command %s started (pid %d)", describe(self.prep.argv), self.pid)
+
+    def _spawn_child(self) -> None:
+        """Start the command with ``subprocess.Popen`` and watch it through a pidfd
+        (:mod:`hybrid.process.child`): the same fast spawn on asyncio and uvloop."""
+        prep = self.prep
+        out_r, out_w = open_pipe()
+        err_r, err_w = open_pipe()
+        in_r, in_w = open_pipe() if prep.input is not None else (-1, -1)
+        self.started = time.monotonic()
+        try:
+            self._proc = Child(
+                prep.spawn_argv,
+                executable=prep.executable,
+                stdin=in_r if in_r >= 0 else subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
+                cwd=prep.cwd,
+                env=prep.env,
+                close_fds=True,
+                start_new_session=True,
+                user=prep.user,
+                group=prep.group,
+                extra_groups=prep.extra_groups,
+            )
+        except BaseException as exc:
+            for fd in (out_r, err_r, in_w):
+                close_fd(fd)
+            raise self._start_error(exc) from exc
+        finally:
+            for fd in (out_w, err_w, in_r):
+                if fd >= 0:
+                    close_fd(fd)
+        self.pid = self._proc.pid
+        self._out_r, self._err_r, self._in_w = out_r, err_r, in_w
+
+    def _start_error(self, exc: BaseException) -> BaseException:
+        """What a failed start raises: ``exc`` as a :class:`CommandError` when it is an
+        ``OSError``, else ``exc`` itself."""
+        prep = self.prep
+        if isinstance(exc, FileNotFoundError):
+            return CommandNotFound(
+                f"cannot start {describe(prep.argv)}: {exc.strerror}; install it or pass "
+                "its full path",
+                cmd=prep.argv,
+            )
+        if isinstance(exc, OSError):
+            return CommandError(
+                f"cannot start {describe(prep.argv)}: {exc}; check permissions, cwd= and "
+                "user=/group=",
+                cmd=prep.argv,
+            )
+        return exc
+
+    async def _spawn_asyncio(self) -> None:
+        """Start the command with asyncio's subprocess support (no pidfd on this system)."""
         prep = self.prep
         identity: dict[str, Any] = {
             name: value
@@ -147,31 +220,16 @@ class Execution:
         except BaseException as exc:
             for fd in (out_r, err_r, in_w):
                 close_fd(fd)
-            if isinstance(exc, FileNotFoundError):
-                raise CommandNotFound(
-                    f"cannot start {describe(prep.argv)}: {exc.strerror}; install it or pass "
-                    "its full path",
-                    cmd=prep.argv,
-                ) from exc
-            if isinstance(exc, OSError):
-                raise CommandError(
-                    f"cannot start {describe(prep.argv)}: {exc}; check permissions, cwd= and "
-                    "user=/group=",
-                    cmd=prep.argv,
-                ) from exc
-            raise
+            error = self._start_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
         finally:
             for fd in child_fds:
                 if fd >= 0:
                     close_fd(fd)
         self.pid = self._proc.pid
-        self.readers = [
-            Reader(self.loop, out_r, "stdout", self.sink),
-            Reader(self.loop, err_r, "stderr", self.sink),
-        ]
-        if prep.input is not None:
-            self.feeder = Feeder(self.loop, in_w, prep.input)
-        gen_log.debug("command %s started (pid %d)", describe(prep.argv), self.pid)
+        self._out_r, self._err_r, self._in_w = out_r, err_r, in_w
 
     def cancel(self, kill_grace: float | None = None) -> None:
         """Ask for the command to be killed (TERM, grace, KILL); safe to call any time."""
