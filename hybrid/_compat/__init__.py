@@ -1,7 +1,7 @@
 """Every reach into another library's internals, one module per library.
 
 hybrid replaces methods of Django's ``QuerySet`` and ``Model``, reads Tornado's and
-aiomysql's private attributes, picks asyncio's child watcher and reads what asgiref's
+aiomysql's private attributes and reads what asgiref's
 ``sync_to_async`` hands to a database thread. Each of those reaches is
 made from one of these modules and nowhere else:
 

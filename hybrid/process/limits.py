@@ -5,7 +5,7 @@ Limits are applied by a tiny exec wrapper, not by ``preexec_fn``::
     python -I -S -c <WRAPPER> cpu=2 as=268435456 -- /usr/bin/convert convert in.png out.png
 
 Why a wrapper: ``preexec_fn`` runs Python between ``fork()`` and ``exec()`` in the child of a
-worker that has threads (Django's thread pool, asyncio's child watcher); a lock held by
+worker that has threads (Django's thread pool, the database threads); a lock held by
 another thread at fork time (malloc, the import lock, logging) deadlocks the child. It also
 stops CPython from using ``vfork()``, so every spawn copies the worker's page tables on the
 event loop. ``resource.prlimit(pid, ...)`` after spawn is racy: the command runs unlimited

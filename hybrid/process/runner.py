@@ -11,8 +11,8 @@ Every command goes through :class:`Execution`:
    asyncio and uvloop alike (:mod:`hybrid.process.child`);
 4. on exit, timeout or cancel the whole process group is signalled (TERM, a grace, KILL),
    the leader is reaped when its pidfd, watched by the loop, says it exited (no SIGCHLD
-   handler is installed; where the system has no pidfds, asyncio's subprocess support and
-   its pidfd or thread child watcher, or libuv on uvloop, do it), leftover group members are
+   handler is installed; only where the system has no pidfds does asyncio's subprocess
+   support do it: its thread child watcher, or libuv on uvloop), leftover group members are
    killed (:func:`hybrid.procutil.group_alive` tells), and the pipes are closed even if an
    escaped grandchild still holds them;
 5. what it left behind becomes a :class:`~hybrid.process.result.CommandResult`.
@@ -28,11 +28,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hybrid._compat.asyncio import use_pidfd_watcher
+from hybrid._compat.asyncio import pidfd_available
 from hybrid.eventloop import is_uvloop
 from hybrid.log import gen_log
 from hybrid.process.argv import Prepared
-from hybrid.process.child import Child, pidfd_available
+from hybrid.process.child import Child
 from hybrid.process.errors import CommandError, CommandNotFound, describe
 from hybrid.process.gate import Gate, gate_for_running_loop, gates
 from hybrid.process.pipes import Feeder, Reader, close_fd, open_pipe
@@ -148,7 +148,10 @@ class Execution:
         except BaseException as exc:
             for fd in (out_r, err_r, in_w):
                 close_fd(fd)
-            raise self._start_error(exc) from exc
+            error = self._start_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
         finally:
             for fd in (out_w, err_w, in_r):
                 if fd >= 0:
@@ -186,28 +189,24 @@ class Execution:
             )
             if value is not None
         }
-        argv, executable = prep.spawn_argv, prep.executable
-        if is_uvloop(self.loop):
-            # libuv reaps uvloop's children; asyncio's child watcher is not involved. Its
-            # subprocess_exec refuses user=/group=/extra_groups= (even as None).
-            if identity:
-                raise CommandError(
-                    f"cannot start {describe(prep.argv)} with {'=, '.join(identity)}=: uvloop "
-                    "cannot start a command as another user; serve with --loop asyncio",
-                    cmd=prep.argv,
-                )
-            argv, executable = _uvloop_program(prep)
-        else:
-            use_pidfd_watcher()
+        if identity and is_uvloop(self.loop):
+            # uvloop's subprocess_exec (libuv's spawn) takes no user=/group=/extra_groups=.
+            raise CommandError(
+                f"cannot start {describe(prep.argv)} with {'=, '.join(identity)}=: this "
+                "system has no pidfds (Linux 5.3+), and uvloop's own spawn cannot start a "
+                "command as another user; serve with --loop asyncio",
+                cmd=prep.argv,
+            )
         out_r, out_w = open_pipe()
         err_r, err_w = open_pipe()
         in_r, in_w = open_pipe() if prep.input is not None else (-1, -1)
         child_fds = [out_w, err_w, in_r]
         self.started = time.monotonic()
         try:
+            # (uvloop shows executable= as argv[0]: the resolved path, not argv[0] as written.)
             self._proc = await asyncio.create_subprocess_exec(
-                *argv,
-                executable=executable,
+                *prep.spawn_argv,
+                executable=prep.executable,
                 stdin=in_r if in_r >= 0 else asyncio.subprocess.DEVNULL,
                 stdout=out_w,
                 stderr=err_w,
@@ -366,24 +365,6 @@ class Execution:
             stdout_truncated=truncated[0],
             stderr_truncated=truncated[1],
         )
-
-
-def _uvloop_program(prep: Prepared) -> tuple[list[str], str | None]:
-    """The argv and ``executable=`` that make uvloop run what asyncio would.
-
-    uvloop overwrites ``argv[0]`` with ``executable=`` (``ps`` would show
-    ``/usr/bin/sleep 1`` for ``["sleep", "1"]``), and without it libuv looks ``argv[0]`` up
-    with ``execvp`` on the child's PATH (after changing to ``cwd``). That finds the very file
-    :func:`~hybrid.process.argv.resolve_executable` found, on the same scrubbed PATH, unless
-    a PATH entry is relative: only then is the resolved path passed, at the cost of argv[0].
-    """
-    argv, executable = prep.spawn_argv, prep.executable
-    if executable is None:
-        return argv, None
-    path = prep.env.get("PATH", os.defpath)
-    if os.sep in argv[0] or all(os.path.isabs(entry) for entry in path.split(os.pathsep)):
-        return argv, None
-    return [executable, *argv[1:]], None
 
 
 async def terminate_all(timeout: float = 0.0, *, kill_grace: float = 1.0) -> int:

@@ -79,8 +79,9 @@ def test_workers_run_commands_and_stop_gracefully_on_the_loop_asked_for(
     assert f"worker {worker} serving http://127.0.0.1:{port} on {described}\n" in server.stderr
     # hybrid.run_command: spawned, supervised and reaped by this loop.
     assert get(port, "/hybrid/command?s=0.1") == (200, {"returncode": 0, "timed_out": False})
+    assert get(port, "/hybrid/command?s=0&as_me=1") == (200, {"returncode": 0, "timed_out": False})
     # A graceful stop (the loop's SIGTERM handler) lets the running command finish; the
-    # command runs as it was written (argv[0] too, which uvloop would replace by its path).
+    # command runs as it was written (argv[0] too, which uvloop's own spawn would replace).
     outcome: list[tuple[int, dict[str, object]]] = []
     thread = threading.Thread(target=lambda: outcome.append(get(port, "/hybrid/command?s=1.53")))
     thread.start()

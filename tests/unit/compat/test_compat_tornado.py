@@ -103,23 +103,6 @@ def test_a_python_internal_gone_fails_the_check(monkeypatch: pytest.MonkeyPatch)
     assert asyncio_compat.reader_buffer_usable() is False
 
 
-def test_setting_the_child_watcher_is_needed_on_311_only(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delattr(asyncio, "set_child_watcher")
-    if sys.version_info >= (3, 12):
-        check()  # 3.12 picks a pidfd watcher by itself: hybrid only reads which one
-    else:
-        error = _error()
-        assert "asyncio.get_child_watcher/set_child_watcher" in str(error)
-
-
-@pytest.mark.skipif(sys.version_info >= (3, 14), reason="no child watchers left to read")
-def test_reading_the_child_watcher_is_needed_up_to_313(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(asyncio, "get_child_watcher")
-    assert "asyncio.get_child_watcher/set_child_watcher" in str(_error())
-
-
 def test_the_error_is_part_of_the_public_api() -> None:
     assert hybrid.UnsupportedVersionError is errors.UnsupportedVersionError
     assert "UnsupportedVersionError" in hybrid.__all__
@@ -199,8 +182,6 @@ _REACHED = {
     "_threads",
     "_unapply_xheaders",
     "_write_buffer",
-    "get_child_watcher",
-    "set_child_watcher",
 }
 
 

@@ -8,12 +8,12 @@ pytest-tornado loops in one session, that is the "no global surprises" proof.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,8 @@ from tornado.ioloop import IOLoop
 from waiting import until
 
 import hybrid.process
+import hybrid.process.runner
+from hybrid._compat.asyncio import pidfd_available
 from hybrid.errors import HybridError
 from hybrid.process import (
     CommandBusy,
@@ -487,40 +489,181 @@ async def test_loop_stays_responsive_while_200_commands_run() -> None:
     assert p99 < 0.1, f"loop lag p99 {p99 * 1000:.0f} ms"
 
 
-@pytest.mark.gen_test(timeout=30)
-async def test_running_commands_take_no_thread_each() -> None:
-    """Children are reaped through pidfds on the loop: Python 3.11's default watcher
-    would start a waitpid thread per command (Python 3.12 uses pidfds by itself)."""
-    set_max_concurrent(20)
-    threads_before = threading.active_count()
-    running = [asyncio.ensure_future(run_command(["sleep", "0.5"], timeout=10)) for _ in range(20)]
-    await until(lambda: len(running_commands()) >= 20, timeout=10, interval=0.01)
-    threads_during = threading.active_count()
-    results = await asyncio.gather(*running)
-    assert [r.returncode for r in results] == [0] * 20
-    assert threads_during == threads_before
+#: Runs in a fresh interpreter per loop: 50 commands at once, then what they left behind.
+CONCURRENT = """
+import asyncio, json, mmap, os, resource, signal, sys, threading
+import uvloop
+from hybrid.process import run_command
+from hybrid.process.gate import Gate, install_command_gate
+
+def refuse(*args, **kwargs):
+    raise AssertionError("asyncio's subprocess support was used")
+
+asyncio.create_subprocess_exec = refuse
+
+def sigchld_caught():
+    caught = next(l for l in open("/proc/self/status") if l.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGCHLD - 1)))
+
+# A fork marks every page of the worker copy-on-write: the worker's next write to each one
+# faults. vfork (Popen's way) shares the memory until exec and marks nothing.
+memory = mmap.mmap(-1, 64 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+memory.madvise(mmap.MADV_NOHUGEPAGE)
+
+def write_faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for offset in range(0, len(memory), mmap.PAGESIZE):
+        memory[offset] = (memory[offset] + 1) & 0xFF
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+async def main():
+    install_command_gate(Gate(50))
+    out = {"loop": type(asyncio.get_running_loop()).__module__}
+    write_faults()
+    await run_command(["true"], timeout=5)
+    out["pages"] = [write_faults(), len(memory) // mmap.PAGESIZE]
+    before = threading.active_count()
+    running = [
+        asyncio.ensure_future(run_command(["sleep", "0.5"], timeout=10)) for _ in range(50)
+    ]
+    await asyncio.sleep(0.3)
+    out["threads"] = [before, threading.active_count()]
+    out["returncodes"] = sorted({r.returncode for r in await asyncio.gather(*running)})
+    result = await run_command(["id", "-u"], timeout=5, user=os.getuid(), text=True)
+    out["user"] = result.stdout.strip()
+    out["sigchld"] = [sigchld_caught(), signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL]
+    out["zombies"] = os.popen(f"ps -o stat= --ppid {os.getpid()}").read().count("Z")
+    print(json.dumps(out))
+
+factory = uvloop.new_event_loop if sys.argv[1] == "uvloop" else asyncio.new_event_loop
+with asyncio.Runner(loop_factory=factory) as runner:
+    runner.run(main())
+"""
 
 
-def test_a_projects_own_child_watcher_is_kept() -> None:
-    script = (
-        "import asyncio, warnings; warnings.simplefilter('ignore', DeprecationWarning)\n"
-        "from hybrid.process import run_command\n"
-        "from hybrid._compat.asyncio import use_pidfd_watcher\n"
-        "class Mine(asyncio.ThreadedChildWatcher): pass\n"
-        "mine = Mine(); asyncio.set_child_watcher(mine)\n"
-        "result = asyncio.run(run_command(['true'], timeout=5))\n"
-        "print(result.returncode, use_pidfd_watcher(), asyncio.get_child_watcher() is mine)\n"
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_commands_spawn_without_a_thread_signal_handler_or_transport_on_both_loops(
+    loop: str,
+) -> None:
+    """Popen (vfork) and a pidfd on either loop: libuv's spawn, a fork of the worker, would
+    leave the worker's pages copy-on-write; a waitpid thread per child would show in the
+    thread count; asyncio's subprocess support is refused outright; no SIGCHLD handler at
+    all; user= works on uvloop too."""
+    import json
+
+    done = subprocess.run([PY, "-c", CONCURRENT, loop], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["loop"].startswith(loop)
+    faulted, pages = out["pages"]
+    assert faulted < pages // 4, f"{faulted} of {pages} pages copied on write: a fork"
+    before, during = out["threads"]
+    assert during == before
+    assert out["returncodes"] == [0]
+    assert out["user"] == str(os.getuid())
+    assert out["sigchld"] == [False, True]
+    assert out["zombies"] == 0
+
+
+@pytest.mark.gen_test
+async def test_spawn_errors_are_told_as_before(tmp_path: Path) -> None:
+    """Popen's own errors, raised as it execs: a missing interpreter and a file that is
+    not a program."""
+    script = tmp_path / "script"
+    script.write_text("#!/no/such/interpreter\n")
+    script.chmod(0o755)
+    with pytest.raises(CommandNotFound, match="install it or pass its full path"):
+        await run_command([str(script)], timeout=5)
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"\x00\x01\x02 not a program")
+    garbage.chmod(0o755)
+    with pytest.raises(CommandError, match="Exec format error.*check permissions") as info:
+        await run_command([str(garbage)], timeout=5)
+    assert info.value.cmd == (str(garbage),)
+    assert not isinstance(info.value, CommandNotFound)
+    assert my_zombies() == []
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_child_whose_pidfd_cannot_be_opened_is_polled_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert pidfd_available()  # decided before pidfd_open starts failing
+
+    def no_more_fds(pid: int) -> int:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(os, "pidfd_open", no_more_fds)
+    result = await run_command(["sh", "-c", "sleep 0.1; exit 4"], timeout=5)
+    assert result.returncode == 4
+    result = await run_command(["sleep", "5"], timeout=0.3)
+    assert result.timed_out and result.returncode == -signal.SIGTERM
+
+
+def test_pidfd_available_says_once_why_not(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def enosys(pid: int) -> int:
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", enosys)
+    with caplog.at_level(logging.DEBUG, logger="hybrid.general"):
+        assert pidfd_available.__wrapped__() is False
+    assert "os.pidfd_open failed: [Errno 38] Function not implemented" in caplog.text
+    assert "asyncio's subprocess support" in caplog.text
+    monkeypatch.delattr(os, "pidfd_open")
+    assert pidfd_available.__wrapped__() is False
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_without_pidfds_asyncio_subprocess_support_runs_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hybrid.process.runner, "pidfd_available", lambda: False)
+    spawned: list[tuple[Any, ...]] = []
+    original = asyncio.create_subprocess_exec
+
+    async def recording(*args: Any, **kwargs: Any) -> Any:
+        spawned.append(args)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", recording)
+    result = await run_command(["sh", "-c", "echo out; exit 2"], timeout=5, text=True)
+    assert (result.returncode, result.stdout) == (2, "out\n")
+    result = await run_command(["id", "-u"], timeout=5, user=os.getuid(), text=True)
+    assert result.stdout.strip() == str(os.getuid())
+    result = await run_command(["sleep", "5"], timeout=0.3)
+    assert result.timed_out and result.returncode == -signal.SIGTERM
+    assert [args[0] for args in spawned] == ["sh", "id", "sleep"]
+
+
+WITHOUT_PIDFDS_ON_UVLOOP = """
+import asyncio, os, uvloop
+import hybrid.process.runner
+from hybrid.process import CommandError, run_command
+
+hybrid.process.runner.pidfd_available = lambda: False
+
+async def main():
+    print((await run_command(["true"], timeout=5)).returncode)
+    try:
+        await run_command(["true"], timeout=5, user=os.getuid())
+    except CommandError as exc:
+        print(exc)
+
+uvloop.run(main())
+"""
+
+
+def test_without_pidfds_uvloop_says_it_cannot_switch_users() -> None:
+    done = subprocess.run(
+        [PY, "-c", WITHOUT_PIDFDS_ON_UVLOOP], capture_output=True, text=True, timeout=30
     )
-    run = subprocess.run([PY, "-c", script], capture_output=True, text=True, timeout=30)
-    assert run.stdout.split() == ["0", "False", "True"], run.stderr
-    if sys.version_info < (3, 12):  # 3.12 needs no replacement (and warns about watchers)
-        default = subprocess.run(
-            [PY, "-c", script.replace("asyncio.set_child_watcher(mine)", "pass")],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert default.stdout.split() == ["0", "True", "False"], default.stderr
+    assert done.stdout.splitlines() == [
+        "0",
+        "cannot start true with user=: this system has no pidfds (Linux 5.3+), and uvloop's "
+        "own spawn cannot start a command as another user; serve with --loop asyncio",
+    ], done.stderr
 
 
 # --- shutdown ---------------------------------------------------------------------------
@@ -594,9 +737,6 @@ async def main():
     out["timed_out"] = result.timed_out
     result = await run_command(["id", "-u"], timeout=5, user=os.getuid(), text=True)
     out["user"] = result.stdout.strip()
-    # libuv installs a SIGCHLD handler at its first uv_spawn (a fork): none was made.
-    caught = next(l for l in open("/proc/self/status") if l.startswith("SigCgt:"))
-    out["sigchld_caught"] = bool(int(caught.split()[1], 16) & (1 << (17 - 1)))
     out["zombies"] = os.popen(f"ps -o stat= --ppid {os.getpid()}").read().count("Z")
     print(json.dumps(out))
 
@@ -605,7 +745,7 @@ with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
 """
 
 
-def test_commands_on_uvloop_run_as_on_asyncio_without_forking_the_worker() -> None:
+def test_commands_on_uvloop_run_as_on_asyncio() -> None:
     import json
 
     done = subprocess.run([PY, "-c", ON_UVLOOP], capture_output=True, text=True, timeout=60)
@@ -619,7 +759,6 @@ def test_commands_on_uvloop_run_as_on_asyncio_without_forking_the_worker() -> No
     assert out["limited"] == "piped"
     assert out["timed_out"] is True
     assert out["user"] == str(os.getuid())  # user= works on uvloop too
-    assert out["sigchld_caught"] is False  # spawned by Popen (vfork), not libuv's fork
     assert out["zombies"] == 0
 
 
