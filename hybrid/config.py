@@ -124,6 +124,22 @@ def parse_positive_float(value: object) -> float:
     return number
 
 
+def _parse_optional_seconds(value: object) -> float:
+    """A number of seconds, or 0 (also ``off``, ``none``, ``""``) for "no limit"."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "off", "none")):
+        return 0.0
+    if not isinstance(value, bool):
+        try:
+            if float(value) == 0:  # type: ignore[arg-type]
+                return 0.0
+        except (TypeError, ValueError):
+            pass
+    try:
+        return parse_positive_float(value)
+    except ValueError:
+        raise ValueError("expected a number of seconds, e.g. 60, or 0 for no limit") from None
+
+
 def _whole_number(value: object, expected: str) -> int:
     """``value`` as an int; ``ValueError(expected)`` for anything else (``1.5``, ``x``, True)."""
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
@@ -341,6 +357,15 @@ OPTIONS: tuple[Option, ...] = (
         "SECONDS",
     ),
     Option(
+        "request_timeout",
+        "--request-timeout",
+        _parse_optional_seconds,
+        "seconds a request may take before its handler is cancelled and the client gets "
+        "504 (a streaming response already started is closed); a handler class's "
+        "request_timeout attribute overrides it (default 0: no limit)",
+        "SECONDS",
+    ),
+    Option(
         "max_requests",
         "--max-requests",
         _parse_nonnegative_int,
@@ -514,6 +539,7 @@ class Config:
     graceful_timeout: float = 30.0
     max_body_size: int = 10 * 1024 * 1024
     timeout: float = 30.0
+    request_timeout: float = 0.0
     max_requests: int = 0
     max_requests_jitter: int = 0
     max_rss: int = 0

@@ -22,10 +22,14 @@ from tornado.websocket import WebSocketHandler
 
 from hybrid._compat import tornado as tornado_compat
 from hybrid.bridge.fallback import DjangoFallbackHandler, make_asgi_handler
+from hybrid.bridge.handler import DjangoHandler
+from hybrid.bridge.hosts import DisallowedHostHandler, refused_host
+from hybrid.bridge.websocket import DjangoWebSocketHandler
 from hybrid.config import Config
 from hybrid.errors import AppLoadError, describe_exception
 from hybrid.log import access_log
 from hybrid.metrics import WorkerMetrics
+from hybrid.timeouts import route_timeout, timed_class
 
 __all__ = ["HybridApplication", "load_routes", "make_app"]
 
@@ -84,11 +88,23 @@ class HybridApplication(tornado.web.Application):
     which is where the nginx in front connects from. Tornado's own ``xheaders`` would trust
     any peer.
 
+    Where it routes a request to a handler class (:meth:`get_handler_delegate`) it applies
+    what every route gets, worked out once per class:
+
+    * ``ALLOWED_HOSTS``, as Django checks it (:mod:`hybrid.bridge.hosts`), for routes that
+      Django's own middleware does not check (plain Tornado handlers; not
+      ``DjangoHandler``, ``DjangoWebSocketHandler`` or the Django fallback); a class with
+      ``check_host = False`` is served whatever the host (health checks);
+    * ``--request-timeout``, or the class's ``request_timeout`` (:mod:`hybrid.timeouts`).
+
+    A request line in absolute form (``GET http://example.com/path``) is served as its
+    origin form with that host as ``Host`` (RFC 9112: the target's host wins).
+
     hybrid's own options are the typed :attr:`config` (``--xheaders``,
-    ``--max-header-size``, ``--db-threads``, ``--request-signals``, ``--host``) and
-    :attr:`port`, which the bridge reads too (:mod:`hybrid.bridge.lifecycle`); the
-    keyword arguments left are Tornado's settings (``cookie_secret``,
-    ``websocket_ping_interval``...).
+    ``--max-header-size``, ``--db-threads``, ``--request-signals``, ``--host``,
+    ``--request-timeout``) and :attr:`port`, which the bridge reads too
+    (:mod:`hybrid.bridge.lifecycle`); the keyword arguments left are Tornado's settings
+    (``cookie_secret``, ``websocket_ping_interval``...).
     """
 
     def __init__(
@@ -124,6 +140,8 @@ class HybridApplication(tornado.web.Application):
         )
         self._drain_started = 0.0
         self._busy: dict[httputil.HTTPConnection, HTTP1ServerConnection] = {}
+        #: Per handler class: what every request to it gets (:class:`_Route`).
+        self._routes: dict[type, _Route] = {}
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
@@ -132,6 +150,29 @@ class HybridApplication(tornado.web.Application):
             self._connections.setdefault(server_conn, time.monotonic())
         delegate = super().start_request(server_conn, request_conn)
         return _TrackedRequest(self, delegate, request_conn, server_conn)
+
+    def get_handler_delegate(
+        self,
+        request: httputil.HTTPServerRequest,
+        target_class: type[tornado.web.RequestHandler],
+        target_kwargs: dict[str, Any] | None = None,
+        path_args: list[bytes] | None = None,
+        path_kwargs: dict[str, bytes] | None = None,
+    ) -> Any:
+        """Tornado's delegate for the routed class, with the host checked and the request
+        timed as the class's :class:`_Route` says."""
+        route = self._routes.get(target_class)
+        if route is None:
+            route = self._routes[target_class] = _Route(target_class, self.config)
+        if route.check_host:
+            host = refused_host(request, self)
+            if host is not None:
+                return super().get_handler_delegate(request, DisallowedHostHandler, {"host": host})
+        if route.timed is not None:
+            target_class = route.timed
+        return super().get_handler_delegate(
+            request, target_class, target_kwargs, path_args, path_kwargs
+        )
 
     def start_draining(self) -> None:
         """From now on every response says ``Connection: close`` and closes its connection.
@@ -184,13 +225,33 @@ class HybridApplication(tornado.web.Application):
         if status >= 500:
             log = access_log.error
         log(
-            "%s %s %d %.1fms port=%s",
+            "%s %s %d %.1fms port=%s%s",
             handler.request.method,
             handler.request.uri,
             status,
             1000.0 * handler.request.request_time(),
             self.port,
+            " timeout" if handler.__dict__.get("_hybrid_timed_out") else "",
         )
+
+
+#: Routes whose host Django's middleware checks (the request becomes a Django request).
+_CHECKED_BY_DJANGO = (DjangoHandler, DjangoFallbackHandler, DjangoWebSocketHandler)
+
+
+class _Route:
+    """What every request to one handler class gets: a host check, a timeout."""
+
+    __slots__ = ("check_host", "timed")
+
+    def __init__(self, handler_class: type[tornado.web.RequestHandler], config: Config) -> None:
+        #: Whether ALLOWED_HOSTS is checked here (Django checks its own routes).
+        self.check_host = bool(getattr(handler_class, "check_host", True)) and not issubclass(
+            handler_class, _CHECKED_BY_DJANGO
+        )
+        seconds = route_timeout(handler_class, config.request_timeout)
+        #: The class that serves it with its timeout (None: the class itself, no timer).
+        self.timed = timed_class(handler_class, seconds) if seconds is not None else None
 
 
 #: The HTTP server reads request heads up to this many times ``--max-header-size``, so
@@ -231,6 +292,23 @@ def _loopback_ip(host: str) -> bool:
         return False
 
 
+def _origin_form(
+    start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders
+) -> httputil.RequestStartLine:
+    """An absolute-form request line (``GET http://host/path``) as its origin form, its
+    host made the ``Host`` header (RFC 9112, 3.2.2); other forms as they are."""
+    target = start_line.path
+    scheme, sep, rest = target.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return start_line
+    authority, _, path = rest.partition("/")
+    if "?" in authority:  # http://host?q
+        authority, _, query = authority.partition("?")
+        path = "?" + query
+    headers["Host"] = authority.rpartition("@")[2]  # without userinfo
+    return httputil.RequestStartLine(start_line.method, "/" + path, start_line.version)
+
+
 class _TrackedRequest(httputil.HTTPMessageDelegate):
     """Counts a request as in flight from its headers until its response is finished,
     and applies proxy headers for loopback peers."""
@@ -259,6 +337,8 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
         if limit and _head_size(start_line, headers) > limit:
             self._refuse_head(start_line, limit)
             return None
+        if isinstance(start_line, httputil.RequestStartLine) and start_line.path[:1] != "/":
+            start_line = _origin_form(start_line, headers)
         self._active = True
         self._app.inflight += 1
         if isinstance(self._server_conn, HTTP1ServerConnection):

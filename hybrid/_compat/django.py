@@ -29,6 +29,7 @@ from hybrid._compat import Internal, Library, has_attrs
 
 __all__ = [
     "MODEL_SAVE_METHODS",
+    "add_exception_middleware",
     "QUERYSET_BULK_CREATE_METHODS",
     "QUERYSET_DELETE_METHODS",
     "QUERYSET_WRITE_METHODS",
@@ -56,6 +57,7 @@ __all__ = [
     "library",
     "live_receivers",
     "mark_for_write",
+    "mark_logged",
     "lazy_messages_storage",
     "messages_storage",
     "messages_unused",
@@ -494,6 +496,18 @@ def middleware_chain(handler: Any) -> Any:
     return handler._middleware_chain
 
 
+def add_exception_middleware(handler: Any, hook: Callable[[Any, Exception], Any]) -> None:
+    """Append ``hook(request, exception)`` to ``handler._exception_middleware``: Django asks
+    it, after every ``process_exception`` of ``settings.MIDDLEWARE``, about an exception a
+    view raised."""
+    handler._exception_middleware.append(hook)
+
+
+def mark_logged(response: Any) -> None:
+    """Tell Django's ``log_response()`` that this response was logged already."""
+    response._has_been_logged = True
+
+
 def set_handler_import_string(fn: Callable[[str], Any]) -> None:
     """Set what :func:`handler_import_string` returns (see there)."""
     from django.core.handlers import base
@@ -614,6 +628,12 @@ def _messages_storage_lazily() -> bool:
         "request._messages = default_storage(request)" in source
         and "_wrapped" in vars(SimpleLazyObject.__mro__[1]).get("__init__").__code__.co_names
     )
+
+
+def _log_module() -> Any:
+    from django.utils import log
+
+    return log
 
 
 def _handlers_base() -> Any:
@@ -788,6 +808,16 @@ def _internals() -> list[Internal]:
             "django.core.handlers.base.import_string",
             "load_middleware() is made to load loop-safe middleware variants",
             _has(_handlers_base, "import_string"),
+        ),
+        Internal(
+            "django.core.handlers.base.BaseHandler._exception_middleware",
+            "a view's unreachable database is answered 503 after the project's process_exception",
+            _source_mentions(_handlers_base, "self._exception_middleware.append("),
+        ),
+        Internal(
+            "django.utils.log.log_response: response._has_been_logged",
+            "an outage's 503s are logged once, not once per request",
+            _source_mentions(_log_module, '"_has_been_logged"'),
         ),
         Internal(
             "django.core.handlers.base.BaseHandler._middleware_chain",

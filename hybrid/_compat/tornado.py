@@ -27,6 +27,7 @@ __all__ = [
     "close_after_response",
     "finish_final",
     "forget_new_cookies",
+    "headers_written",
     "is_finished",
     "keep_representation_headers",
     "library",
@@ -121,6 +122,12 @@ def is_finished(handler: RequestHandler) -> bool:
     """Whether ``finish()`` was called (Tornado has no public getter)."""
     # A captured finish() must be visible to the handler's own checks.
     return handler._finished
+
+
+def headers_written(handler: RequestHandler) -> bool:
+    """Whether the status line and headers went out (Tornado has no public getter)."""
+    # A request that runs out of time gets 504 before them, a closed stream after them.
+    return handler._headers_written
 
 
 def set_finished(handler: RequestHandler, finished: bool) -> None:
@@ -321,6 +328,14 @@ def _representation_hook() -> bool:
     )
 
 
+def _execute_runs_the_request() -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(RequestHandler._execute) and _uses(
+        RequestHandler._execute, "prepare", "_finished", "_transforms"
+    )
+
+
 def library() -> Library | None:
     """What hybrid needs of tornado (a requirement of hybrid: never None)."""
     internals: list[Internal] = [
@@ -375,6 +390,11 @@ def library() -> Library | None:
             " _status_code, _log(), _break_cycles()",
             "DjangoHandler sends a final Django response with finish()'s own steps",
             _finish_steps,
+        ),
+        Internal(
+            "tornado.web.RequestHandler._execute, overridden in a subclass",
+            "--request-timeout: a request's handler runs in one task, cancelled at the deadline",
+            _execute_runs_the_request,
         ),
         Internal(
             "tornado.web.RequestHandler._clear_representation_headers",

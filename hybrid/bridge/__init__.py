@@ -8,7 +8,9 @@ worker's IOLoop. ``handler`` runs
 :class:`DjangoHandler` methods inside the project's middleware chain, on the worker's
 database threads (:mod:`hybrid.lanes`, re-exported here: :func:`run_sync`); ``decorators``
 has Django's access decorators for handler methods; ``websocket`` has
-:class:`DjangoWebSocketHandler`. Importing this package does not import Django.
+:class:`DjangoWebSocketHandler`. ``hosts`` checks ``ALLOWED_HOSTS`` on the routes Django's
+middleware does not see; ``unavailable`` answers 503 for a database that cannot be reached.
+Importing this package does not import Django.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["FlatChain", "collect_instances"]
+__all__ = ["FlatChain", "collect_instances", "response_for_exception"]
 
 #: While set, loop-safe middleware instances append themselves here as they are made.
 _collecting: list[list[Any]] = []
@@ -110,7 +110,7 @@ class FlatChain:
             try:
                 response = hook(request) if layer.request_sync else await hook(request)
             except Exception as exc:
-                response = await _response_for_exception(request, exc)
+                response = await response_for_exception(request, exc)
                 outermost = index - 1
                 break
             if response:
@@ -120,7 +120,7 @@ class FlatChain:
             try:
                 response = await self.inner(request)
             except Exception as exc:
-                response = await _response_for_exception(request, exc)
+                response = await response_for_exception(request, exc)
         for index in range(outermost, -1, -1):
             layer = layers[index]
             hook = layer.response_hook
@@ -132,14 +132,21 @@ class FlatChain:
                 else:
                     response = await hook(request, response)
             except Exception as exc:
-                response = await _response_for_exception(request, exc)
+                response = await response_for_exception(request, exc)
         return response
 
 
-async def _response_for_exception(request: Any, exc: Exception) -> Any:
+async def response_for_exception(request: Any, exc: Exception) -> Any:
     """What ``convert_exception_to_response`` answers for ``exc`` (on a worker thread:
-    the technical 500 page renders templates)."""
+    the technical 500 page renders templates); an unreachable database is answered 503
+    (:mod:`hybrid.bridge.unavailable`)."""
     from asgiref.sync import sync_to_async
     from django.core.handlers.exception import response_for_exception
+
+    from hybrid.bridge.unavailable import database_unavailable
+
+    unavailable = database_unavailable(request, exc)
+    if unavailable is not None:
+        return unavailable
 
     return await sync_to_async(response_for_exception, thread_sensitive=False)(request, exc)

@@ -20,10 +20,12 @@ from typing import Any
 from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
 
+from hybrid._compat import django as dj
 from hybrid._compat import tornado as tornado_compat
 from hybrid.bridge.hygiene import untangle_request
 from hybrid.bridge.lifecycle import build_scope, make_async_streaming, server_address
 from hybrid.bridge.middleware import loop_safe_middleware
+from hybrid.bridge.unavailable import database_unavailable
 from hybrid.lanes import lane_context
 
 __all__ = ["ASGIApp", "DjangoFallbackHandler", "make_asgi_handler"]
@@ -68,6 +70,8 @@ def make_asgi_handler(db_threads: int | None = None) -> ASGIApp:
         def load_middleware(self, is_async: bool = False) -> None:
             with loop_safe_middleware():
                 super().load_middleware(is_async)
+            # After the project's process_exception: an unreachable database is a 503.
+            dj.add_exception_middleware(self, database_unavailable)
 
         async def __call__(
             self,
@@ -125,6 +129,12 @@ class DjangoFallbackHandler(RequestHandler):
         return None
 
     def on_connection_close(self) -> None:
+        self._disconnected.set()
+
+    def stop_for_timeout(self) -> None:
+        """``--request-timeout`` ran out (:mod:`hybrid.timeouts`, which answers the client
+        itself): Django is told that the client went away, so that it cancels the view
+        (its own disconnect handling) and returns; what it still sends goes nowhere."""
         self._disconnected.set()
 
     async def get(self, *args: str, **kwargs: str) -> None:

@@ -189,22 +189,33 @@ class DjangoHandler(RequestHandler):
         self, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
         """One request through the middleware chain, on its lane, between the request
-        signals (:mod:`hybrid.bridge.lifecycle`)."""
-        async with request_lifecycle(self) as life:
-            await life.begin()
-            request, response = life.create_request(self.request.body)
-            if request is not None:
-                self.django_request = request
-                request._hybrid_view = (self._make_view(method), args, kwargs)
-                response = await life.chain.run_get_response(request)
-            try:
-                await self._relay(response)
-            finally:
+        signals (:mod:`hybrid.bridge.lifecycle`).
+
+        Cancelled (``--request-timeout``), or failing outside Django's error handling,
+        the output is no longer captured: Tornado's error handling writes to the wire."""
+        try:
+            async with request_lifecycle(self) as life:
+                await life.begin()
+                request, response = life.create_request(self.request.body)
+                if request is not None:
+                    self.django_request = request
+                    request._hybrid_view = (self._make_view(method), args, kwargs)
+                    response = await life.chain.run_get_response(request)
                 try:
-                    await life.close(response)
+                    await self._relay(response)
                 finally:
-                    if request is not None:
-                        untangle_request(request)
+                    try:
+                        await life.close(response)
+                    finally:
+                        if request is not None:
+                            untangle_request(request)
+        except BaseException:
+            if self._capturing:
+                self._capturing = False
+                tornado_compat.set_finished(self, False)  # a captured finish() sent nothing
+            if self._method_task is not None and not self._method_task.done():
+                self._method_task.cancel()
+            raise
 
     def _make_view(self, method: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         async def view(request: Any, *args: Any, **kwargs: Any) -> Any:
@@ -346,6 +357,7 @@ class DjangoHandler(RequestHandler):
             return
         except BaseException:
             self._capturing = False  # Tornado's error handling takes over
+            tornado_compat.set_finished(self, False)  # the wire's response is not finished
             raise
         finally:
             if self._method_task is not None and not self._method_task.done():

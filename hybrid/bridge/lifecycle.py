@@ -38,6 +38,7 @@ from hybrid.bridge.chain import FlatChain, collect_instances
 from hybrid.bridge.hygiene import RequestHygiene, close_response, request_hygiene
 from hybrid.bridge.middleware import loop_safe_middleware
 from hybrid.bridge.snapshot import settings_snapshot
+from hybrid.bridge.unavailable import database_unavailable
 from hybrid.config import Config
 from hybrid.lanes import LazyLane, RequestLanes
 
@@ -177,6 +178,8 @@ def make_handler_chain() -> Any:
 
             with loop_safe_middleware(), collect_instances() as made:
                 super().load_middleware(is_async)
+            # After the project's process_exception: an unreachable database is a 503.
+            dj.add_exception_middleware(self, database_unavailable)
             # Every layer a loop-safe variant (none left out as MiddlewareNotUsed): flat.
             if is_async and made and len(made) == len(settings.MIDDLEWARE):
                 made.reverse()  # Django makes them innermost first

@@ -38,6 +38,16 @@ class SettingsSnapshot:
             getattr(import_string(alias["BACKEND"]), "close", None) is BaseCache.close
             for alias in settings.CACHES.values()
         )
+        #: The hosts a request may name, as ``HttpRequest.get_host()`` reads them: with
+        #: ``DEBUG`` and no ``ALLOWED_HOSTS``, Django's localhost allowances.
+        allowed = list(settings.ALLOWED_HOSTS)
+        if settings.DEBUG and not allowed:
+            allowed = [".localhost", "127.0.0.1", "[::1]"]
+        self.allowed_hosts: tuple[str, ...] = tuple(allowed)
+        self.use_x_forwarded_host = bool(settings.USE_X_FORWARDED_HOST)
+        #: Hosts already checked against :attr:`allowed_hosts` (a bounded memo, dropped
+        #: with the snapshot when a setting changes).
+        self.checked_hosts: dict[str, bool] = {}
 
 
 _read: list[SettingsSnapshot] = []

@@ -43,6 +43,7 @@ from typing import Any
 from hybrid._compat import aiomysql as aiomysql_compat
 from hybrid._compat import django as dj
 from hybrid.db.connection import connect
+from hybrid.db.outage import in_outage, record_reachable
 from hybrid.db.transactions import current_transaction
 from hybrid.lanes import run_sync
 from hybrid.log import gen_log
@@ -239,6 +240,8 @@ class Pool:
         self._slots = Slots(self.maxsize)
         self._closing = False
         self._all_closed: asyncio.Event | None = None
+        #: The database alias (set by :class:`NativePools`), told when a connection succeeds.
+        self.alias: str | None = None
 
     @property
     def size(self) -> int:
@@ -293,6 +296,8 @@ class Pool:
             self._size -= 1
             self._check_closed()
             raise _closed_error()
+        if self.alias is not None and in_outage():
+            record_reachable(self.alias)
         self._used.add(conn)
         return conn
 
@@ -375,6 +380,7 @@ class NativePools:
                 return pool
             info = await server_info(alias)
             pool = Pool(self.size, info.pool_recycle, _connect_kwargs(info))
+            pool.alias = alias
             self.by_alias[alias] = pool
             gen_log.debug(
                 "native MySQL: pool for %r on this worker (max %d, recycle %ds)",

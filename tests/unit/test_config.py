@@ -187,6 +187,19 @@ def test_loop_is_auto_by_default_and_comes_from_every_source() -> None:
     assert (config.loop, config.sources["loop"]) == ("uvloop", "settings.HYBRID['loop']")
 
 
+def test_request_timeout_is_off_by_default_and_comes_from_every_source() -> None:
+    assert Config().request_timeout == 0.0
+    assert Config.from_sources({"request_timeout": "2.5"}).request_timeout == 2.5
+    env = {"HYBRID_REQUEST_TIMEOUT": "30"}
+    assert Config.from_sources({}, env).request_timeout == 30.0
+    assert Config.from_sources({}, {}, {"request_timeout": 60}).request_timeout == 60.0
+    for off in ("0", 0, "off", None):
+        assert Config.from_sources({}, {}, {"request_timeout": off}).request_timeout == 0.0
+    for bad in ("-1", "soon", "inf", True):
+        with pytest.raises(ConfigError, match="expected a number of seconds, e.g. 60, or 0"):
+            Config.from_sources({"request_timeout": bad})
+
+
 def test_nginx_may_share_a_worker_port_number_on_another_address() -> None:
     config = Config.from_sources({"ports": "8001-8002", "nginx": "8001", "nginx_host": "0.0.0.0"})
     assert (config.nginx, config.nginx_host) == (8001, "0.0.0.0")
