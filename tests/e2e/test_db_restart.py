@@ -147,3 +147,43 @@ def test_mariadb_restart_under_load_errors_only_while_down(
     last = clients[0].answers[-1].body
     assert last["native"] > 0 and last["thread"] == 0, last
     assert "Traceback" not in server.stderr, context
+
+
+def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def test_mariadb_down_is_a_503_with_retry_after_and_one_log_line_each_way(
+    hybrid_serve: Callable[..., HybridProcess],
+    free_ports: Callable[[int], list[int]],
+    private_mariadb: tuple[MariaDB, Path],
+) -> None:
+    mariadb, directory = private_mariadb
+    ports = free_ports(1)
+    server = hybrid_serve(
+        "--native-mysql",
+        "true",
+        ports=ports,
+        settings="nativedb.settings",
+        env=hybrid_env(**mariadb.env),
+    )
+    assert _get(ports[0], "/native/count")[0] == 200  # the native pool is made
+    assert _mariadb("stop", directory).returncode == 0
+    answers = [_get(ports[0], "/native/count") for _ in range(6)]
+    assert [status for status, _, _ in answers] == [503] * 6, server.stderr[-3000:]
+    assert all(headers["Retry-After"] == "5" for _, headers, _ in answers)
+    restarted = _mariadb("restart", directory)
+    assert restarted.returncode == 0, restarted.stderr
+    wait_until(lambda: _get(ports[0], "/native/count")[0] == 200, 30)
+    wait_until(lambda: "is reachable again" in server.stderr, 10)
+    stderr = server.stderr
+    assert stderr.count("cannot be reached") == 1, stderr[-3000:]
+    assert stderr.count("is reachable again") == 1, stderr[-3000:]
+    assert "(6 requests answered 503)" in stderr
+    assert "Traceback" not in stderr and "Internal Server Error" not in stderr, stderr[-3000:]

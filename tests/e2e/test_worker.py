@@ -73,6 +73,30 @@ def test_oversized_request_head_is_refused(hybrid_serve: Serve, free_ports: Port
     conn.close()
 
 
+def test_request_timeout_and_allowed_hosts_in_a_served_worker(
+    hybrid_serve: Serve, free_ports: Ports
+) -> None:
+    import http.client
+
+    server = hybrid_serve("--request-timeout", "0.5", ports=free_ports(1))
+
+    def get(path: str, host: str = "127.0.0.1") -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", server.ports[0], timeout=10)
+        try:
+            conn.request("GET", path, headers={"Host": host})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    started = time.monotonic()
+    assert get("/hybrid/sleep?s=5") == 504
+    assert time.monotonic() - started < 2
+    assert get("/hybrid/sleep?s=0.01") == 200
+    assert get("/hybrid/pid", host="evil.com") == 400
+    assert get("/hybrid/pid") == 200
+    assert "/hybrid/sleep?s=5 504 " in server.stderr and " timeout" in server.stderr
+
+
 @pytest.mark.parametrize(
     ("address", "loopback"),
     [

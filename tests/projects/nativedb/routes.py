@@ -3,7 +3,8 @@
 ``/native/pool``: a native query, and what this worker's pool looks like.
 ``/native/probe``: a ``DjangoHandler`` that reads (``acount``) and, with ``?write=1``,
 writes (``acreate``) natively; a database error is answered 503 with its class, so that a
-test can see exactly what the application would have had to catch.
+test can see exactly what the application would have had to catch. ``/native/count``
+catches nothing: an unreachable database is hybrid's 503.
 """
 
 from __future__ import annotations
@@ -70,4 +71,17 @@ class Probe(DjangoHandler):
         )
 
 
-routes: list[Any] = [(r"/native/pool", PoolInfo), (r"/native/probe", Probe)]
+class Count(DjangoHandler):
+    """Counts users natively and lets a database error through to hybrid's handling."""
+
+    async def get(self) -> None:
+        from django.contrib.auth.models import User
+
+        self.write({"pid": os.getpid(), "count": await User.objects.acount()})
+
+
+routes: list[Any] = [
+    (r"/native/pool", PoolInfo),
+    (r"/native/probe", Probe),
+    (r"/native/count", Count),
+]
