@@ -8,7 +8,8 @@ catches), so the bound here is per request, on the loop:
   the method, ``finish()``). :class:`~hybrid.web.HybridApplication` serves a route that has
   a timeout with :func:`timed_class` of its handler class (made once per class), whose
   ``_execute`` arms one timer for the request; a route without one is served by its own
-  class, with no timer and no cost.
+  class, with no timer and no cost. (The subclass has the class's name, module and
+  docstring; ``isinstance`` holds, ``type(handler) is Cls`` does not.)
 * At the deadline the task is cancelled. Whatever the handler awaits raises
   ``CancelledError``: its commands are killed (:mod:`hybrid.process`), its database
   thread is given back (the request's lifecycle block ends), a
