@@ -47,7 +47,7 @@ from hybrid.procutil import (
     raise_open_files_limit,
     rss_mb,
 )
-from hybrid.protocol import BootError, Heartbeat, Ready, Recycle, parse, split_lines
+from hybrid.protocol import Blocked, BootError, Heartbeat, Ready, Recycle, parse, split_lines
 from hybrid.sockets import bind_metrics_ports, bind_ports, close_sockets
 from hybrid.worker import BOOT_ERROR_EXIT, Worker
 
@@ -96,6 +96,9 @@ class WorkerProcess:
     started_wall: float = field(default_factory=time.time)
     #: The event loop it runs on, as its ``ready`` message said (``uvloop 0.23.0``).
     loop: str = ""
+    #: What its watchdog said blocks its loop, and when that came (cleared by a heartbeat).
+    blocked: Blocked | None = None
+    blocked_at: float = 0.0
 
     @property
     def state(self) -> str:
@@ -318,7 +321,11 @@ class Arbiter:
         lines, worker.buffer = split_lines(worker.buffer)
         for line in lines:
             message = parse(line)
-            worker.last_beat = time.monotonic()  # any line is a sign of life
+            if isinstance(message, Blocked):  # the one line that is no sign of life
+                worker.blocked, worker.blocked_at = message, time.monotonic()
+                continue
+            worker.last_beat = time.monotonic()  # any other line is a sign of life
+            worker.blocked = None
             if isinstance(message, Ready):
                 worker.ready = True
                 worker.loop = message.loop
@@ -360,11 +367,12 @@ class Arbiter:
             elif now - worker.last_beat > self.config.timeout:
                 what = "sent no heartbeat" if worker.ready else "did not finish booting"
                 gen_log.error(
-                    "worker %d on port %d %s for %.0fs (blocked IOLoop?); killing it",
+                    "worker %d on port %d %s for %.0fs (%s); killing it",
                     worker.pid,
                     worker.port,
                     what,
                     self.config.timeout,
+                    _describe_block(worker.blocked, now - worker.blocked_at),
                 )
                 kill_quietly(worker.pid, signal.SIGKILL)
                 worker.last_beat = now  # one kill is enough; the reaper does the rest
@@ -644,6 +652,20 @@ class Arbiter:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
+
+
+def _describe_block(blocked: Blocked | None, since: float) -> str:
+    """What blocked a killed worker's loop, as its watchdog said: ``blocked IOLoop: GET
+    /stuck running for 5.2s, at app/views.py:12 in get``."""
+    if blocked is None:
+        return "blocked IOLoop?"
+    if blocked.method:
+        what = f"{blocked.method} {blocked.path}"
+        if blocked.age is not None:
+            what += f" running for {blocked.age + since:.1f}s"
+    else:
+        what = "no request found on its stack"
+    return f"blocked IOLoop: {what}" + (f", at {blocked.where}" if blocked.where else "")
 
 
 def _url_host(host: str) -> str:

@@ -191,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
         "server_name",
         "static",
         "max_body_size",
+        "trusted_proxies",
+        "timeout",
+        "request_timeout",
+        "proxy_read_timeout",
         "settings",
         "pythonpath",
     ):

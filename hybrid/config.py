@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import ipaddress
 import os
 import re
 import sys
@@ -277,6 +278,32 @@ def _parse_static(value: object) -> tuple[tuple[str, str], ...]:
     return tuple(result)
 
 
+def _parse_trusted_proxies(value: object) -> tuple[str, ...]:
+    """Addresses and networks of the proxies in front of nginx (``10.0.0.0/8,192.0.2.7``,
+    or a list): each checked, a single address written without its ``/32``."""
+    expected = "expected IP addresses or networks separated by commas, e.g. 10.0.0.0/8,192.0.2.7"
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",") if part.strip()]
+    elif isinstance(value, (list, tuple)):
+        items = [str(part).strip() for part in value]
+    else:
+        raise ValueError(expected)
+    result: list[str] = []
+    for item in items:
+        try:
+            network = ipaddress.ip_network(item)
+        except ValueError:
+            try:
+                loose = ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network; {expected}") from None
+            raise ValueError(f"{item!r} has bits set past its prefix: write {loose}") from None
+        text = str(network.network_address) if network.num_addresses == 1 else str(network)
+        if text not in result:
+            result.append(text)
+    return tuple(result)
+
+
 @dataclass(frozen=True)
 class Option:
     """One option: its ``Config`` field, its command-line flag and environment variable."""
@@ -444,7 +471,8 @@ OPTIONS: tuple[Option, ...] = (
         "server_name",
         "--server-name",
         _parse_str,
-        "nginx server_name (default _ : any host name)",
+        "nginx server_name; nginx refuses requests for any other host (444) "
+        "(default _ : any host name)",
         "NAMES",
     ),
     Option(
@@ -454,6 +482,23 @@ OPTIONS: tuple[Option, ...] = (
         "let nginx serve URL from DIR, e.g. /static/=/srv/mysite/static (repeatable)",
         "URL=DIR",
         repeat=True,
+    ),
+    Option(
+        "trusted_proxies",
+        "--trusted-proxies",
+        _parse_trusted_proxies,
+        "addresses or networks (comma-separated, e.g. 10.0.0.0/8) of load balancers in "
+        "front of nginx whose X-Forwarded-For nginx believes (its realip module) and extends;"
+        " default none: nginx is the edge and sends the client's address alone",
+        "ADDRS",
+    ),
+    Option(
+        "proxy_read_timeout",
+        "--proxy-read-timeout",
+        _parse_optional_seconds,
+        "seconds nginx waits for a worker's response, or between two of its reads "
+        "(default 0: 60, or --request-timeout + 5 when that is longer)",
+        "SECONDS",
     ),
     Option(
         "metrics_port",
@@ -552,6 +597,8 @@ class Config:
     nginx_host: str | None = None
     server_name: str = "_"
     static: tuple[tuple[str, str], ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    proxy_read_timeout: float = 0.0
     metrics_port: int | None = None
     pidfile: str | None = None
     db_threads: int | None = None

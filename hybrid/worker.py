@@ -2,7 +2,8 @@
 
 The worker tells its master how it is doing over a pipe, one line per message
 (:mod:`hybrid.protocol`): ready, a boot error, heartbeats with the requests served, a wish
-to be recycled.
+to be recycled, and, from its watchdog thread, the request that blocks its loop
+(:mod:`hybrid.watchdog`).
 
 It stops on SIGTERM (or SIGQUIT): stop accepting, close idle keep-alive connections, let
 in-flight requests finish up to ``graceful_timeout``, close the rest, exit 0. It ignores
@@ -39,7 +40,16 @@ from hybrid.log import gen_log
 from hybrid.metrics import MetricsHandler, WorkerMetrics
 from hybrid.process import command_timeouts, running_commands, terminate_all
 from hybrid.process.gate import Gate, install_command_gate
-from hybrid.protocol import BootError, Heartbeat, Message, Ready, Recycle, encode
+from hybrid.protocol import (
+    BootError,
+    Heartbeat,
+    Message,
+    Ready,
+    Recycle,
+    encode,
+    heartbeat_interval,
+)
+from hybrid.watchdog import Watchdog
 from hybrid.web import HEAD_READ_FACTOR, HybridApplication, make_app
 
 __all__ = ["BOOT_ERROR_EXIT", "Worker", "heartbeat_interval"]
@@ -72,11 +82,6 @@ def tune_gc(threshold: int) -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(threshold, older, oldest)
-
-
-def heartbeat_interval(timeout: float) -> float:
-    """Seconds between heartbeats: several per ``timeout``, at most one a second."""
-    return max(0.05, min(1.0, timeout / 5))
 
 
 class Worker:
@@ -160,17 +165,23 @@ class Worker:
                 gen_log.warning("master %d is gone; worker %d stops", self.master_pid, os.getpid())
                 stopping.set()
 
+        interval = heartbeat_interval(self.config.timeout)
+        watchdog = Watchdog(interval, self.notify)
+
+        def heartbeat() -> None:
+            watchdog.beat()
+            self.notify(Heartbeat(app.served))
+
         periodic = [
             PeriodicCallback(check_parent, PARENT_CHECK_INTERVAL * 1000),
-            PeriodicCallback(
-                lambda: self.notify(Heartbeat(app.served)),
-                heartbeat_interval(self.config.timeout) * 1000,
-            ),
+            PeriodicCallback(heartbeat, interval * 1000),
         ]
         for callback in periodic:
             callback.start()
+        watchdog.start()
         self.notify(Ready(describe_loop(loop)))
         await stopping.wait()
+        watchdog.stop()
         for callback in periodic:
             callback.stop()
         if lag_probe is not None:

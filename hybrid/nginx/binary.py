@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from hybrid.config import Config
 from hybrid.errors import NginxError
 from hybrid.log import gen_log
 
@@ -24,6 +25,7 @@ __all__ = [
     "base_command",
     "check_config",
     "find_nginx",
+    "require_modules",
     "run_check",
     "strip_log_line",
 ]
@@ -70,6 +72,38 @@ def _nginx_version(nginx: str | None = None) -> tuple[int, ...]:
         match = re.search(r"nginx/(\d+(?:\.\d+)*)", result.stderr + result.stdout)
         _version_cache[binary] = tuple(int(p) for p in match.group(1).split(".")) if match else ()
     return _version_cache[binary]
+
+
+_configure_cache: dict[str, str] = {}
+
+
+def _configure_arguments(binary: str) -> str:
+    """What ``nginx -V`` says it was built with (cached per path)."""
+    if binary not in _configure_cache:
+        try:
+            result = subprocess.run(
+                [binary, "-V"], capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise NginxError(f"cannot run {binary} -V: {exc}") from None
+        _configure_cache[binary] = result.stderr + result.stdout
+    return _configure_cache[binary]
+
+
+def require_modules(config: Config, nginx: str | None = None) -> None:
+    """Raise :class:`NginxError` when ``config`` needs a module the nginx binary was built
+    without: ``--trusted-proxies`` needs the realip module (Debian's nginx-light and nginx
+    have it; a minimal build from source does not)."""
+    if not config.trusted_proxies:
+        return
+    binary = find_nginx(nginx)
+    if "--with-http_realip_module" not in _configure_arguments(binary):
+        option = config.sources.get("trusted_proxies", "--trusted-proxies")
+        raise NginxError(
+            f"{option} needs nginx's realip module, and {binary} was built without it "
+            "(nginx -V lists no --with-http_realip_module): install nginx-light or nginx "
+            "from the distribution, or drop the option"
+        )
 
 
 def base_command(binary: str, prefix: Path, conf: Path) -> list[str]:

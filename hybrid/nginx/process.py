@@ -25,7 +25,14 @@ from pathlib import Path
 from hybrid.config import Config
 from hybrid.errors import NginxError
 from hybrid.log import gen_log
-from hybrid.nginx.binary import CONF_NAME, base_command, find_nginx, run_check, strip_log_line
+from hybrid.nginx.binary import (
+    CONF_NAME,
+    base_command,
+    find_nginx,
+    require_modules,
+    run_check,
+    strip_log_line,
+)
 from hybrid.nginx.render import DEFAULT_LISTEN_PORT, format_address, render_config
 
 __all__ = ["NginxProcess"]
@@ -135,6 +142,7 @@ class NginxProcess:
         starts any worker, so a typo fails in a second rather than after every boot.
         Raises :class:`NginxError`."""
         find_nginx(self._nginx)
+        require_modules(self.config, self._nginx)
         render_config(
             self.config,
             prefix=self.prefix or tempfile.gettempdir(),  # rendered only, nothing written
@@ -150,6 +158,7 @@ class NginxProcess:
         if self._proc is not None and self.poll() is None:
             raise NginxError(f"nginx is already running (pid {self._proc.pid})")
         binary = find_nginx(self._nginx)
+        require_modules(self.config, binary)
         if self.prefix is not None:
             try:
                 self.prefix.mkdir(parents=True, exist_ok=True)

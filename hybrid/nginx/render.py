@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hybrid.config import Config
 from hybrid.errors import ConfigError, NginxError
+from hybrid.protocol import heartbeat_interval
 
 __all__ = [
     "DEFAULT_LISTEN_PORT",
@@ -23,7 +24,9 @@ __all__ = [
     "MIME_TYPES_PATH",
     "TEMPLATE_PATH",
     "format_address",
+    "next_upstream_timeout",
     "parse_listen",
+    "read_timeout",
     "render_config",
 ]
 
@@ -147,8 +150,13 @@ def render_config(
             f"server {format_address(config.host, p)} max_fails=0;" for p in config.ports
         ),
         "tries": str(len(config.ports)),
+        "next_upstream_timeout": _msec(next_upstream_timeout(config)),
+        "read_timeout": _msec(read_timeout(config)),
         "listen": format_address(listen_host, port, loopback=False),
         "server_name": _server_name(config.server_name),
+        "default_server": _default_server(listen_host, port, config.server_name),
+        "real_ip": _real_ip(config.trusted_proxies),
+        "forwarded_for": "$hybrid_forwarded_for" if config.trusted_proxies else "$remote_addr",
         "static_locations": _static_locations(config.static),
     }
     return _render(_read_template(), values)
@@ -159,6 +167,44 @@ def render_config(
 #: request is what keeps hybrid behind nginx below hybrid direct). A crash of nginx loses at
 #: most the last second of lines; reloads and stops flush them.
 _ACCESS = "hybrid buffer=64k flush=1s"
+
+
+#: Seconds nginx waits for a worker's response without --request-timeout (nginx's default),
+#: and what it adds to --request-timeout, so that the worker's own 504 arrives first.
+DEFAULT_READ_TIMEOUT = 60.0
+READ_TIMEOUT_SLACK = 5.0
+
+
+def read_timeout(config: Config) -> float:
+    """``proxy_read_timeout``: ``--proxy-read-timeout``, else 60 s or ``--request-timeout``
+    + 5 s, whichever is longer."""
+    if config.proxy_read_timeout:
+        return config.proxy_read_timeout
+    if not config.request_timeout:
+        return DEFAULT_READ_TIMEOUT
+    return max(DEFAULT_READ_TIMEOUT, config.request_timeout + READ_TIMEOUT_SLACK)
+
+
+def next_upstream_timeout(config: Config) -> float:
+    """``proxy_next_upstream_timeout``: how long after its first try a request may still
+    be passed to another worker.
+
+    A request that blocks its worker's loop is sent at the latest when the loop blocks;
+    the loop's last heartbeat came at most one interval before that, and the master kills
+    the worker ``--timeout`` after that heartbeat: the request has been in flight for at
+    least ``timeout - interval`` when its connection breaks. Two intervals below
+    ``--timeout`` leaves one interval for a loop that was late with its heartbeat, so such
+    a request is never retried; and never past ``proxy_read_timeout``, so a request that
+    timed out waiting for its response is not run again elsewhere either.
+    """
+    interval = heartbeat_interval(config.timeout)
+    return max(0.001, min(config.timeout - 2 * interval, read_timeout(config)))
+
+
+def _msec(seconds: float) -> str:
+    """Seconds for nginx: ``28s``, or ``1200ms``; never 0, which nginx reads as "no limit"."""
+    msec = max(1, round(seconds * 1000))
+    return f"{msec // 1000}s" if msec % 1000 == 0 else f"{msec}ms"
 
 
 def _read_template() -> str:
@@ -227,6 +273,48 @@ def format_address(host: str, port: int, *, loopback: bool = True) -> str:
         host = "::1"
     _check_word(host or "?", "address")
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _default_server(host: str, port: int, names: str) -> str:
+    """With ``--server-name``, a default server on the same address that closes the
+    connection (444) of any request for another host, instead of passing it on."""
+    if names.split() == ["_"]:
+        return ""
+    return (
+        "# --server-name is given: a request for any other host (or none) is refused here,\n"
+        "# the connection closed without an answer (444), and never reaches a worker.\n"
+        "server {\n"
+        f"    listen {format_address(host, port, loopback=False)} default_server;\n"
+        '    server_name "";\n'
+        "    access_log off;\n"
+        "    return 444;\n"
+        "}"
+    )
+
+
+def _real_ip(proxies: tuple[str, ...]) -> str:
+    """The realip module trusting ``proxies`` (``--trusted-proxies``) and the
+    ``$hybrid_forwarded_for`` nginx sends: the balancer's list with the balancer's address
+    appended, or the peer's address alone when the peer is not one of ``proxies``."""
+    if not proxies:
+        return ""
+    for proxy in proxies:
+        _check_word(proxy, "trusted proxy")
+    lines = [f"set_real_ip_from {proxy};" for proxy in proxies]
+    lines += [
+        "real_ip_header X-Forwarded-For;",
+        "real_ip_recursive on;",
+        "geo $realip_remote_addr $hybrid_from_proxy {",
+        "    default 0;",
+        *(f"    {proxy} 1;" for proxy in proxies),
+        "}",
+        "map $hybrid_from_proxy$http_x_forwarded_for $hybrid_forwarded_for {",
+        "    default $remote_addr;",
+        "    1       $realip_remote_addr;",
+        '    "~^1."  "$http_x_forwarded_for, $realip_remote_addr";',
+        "}",
+    ]
+    return "\n".join(lines)
 
 
 def _server_name(names: str) -> str:

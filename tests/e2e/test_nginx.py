@@ -144,20 +144,32 @@ def test_render_has_every_required_directive(tmp_path: Path, static_dir: Path) -
     ]
     assert headers["Host"] in ("$host", "$http_host", "$hybrid_host")
     assert headers["X-Real-IP"] == "$remote_addr"
-    assert headers["X-Forwarded-For"] == "$proxy_add_x_forwarded_for"
+    assert headers["X-Forwarded-For"] == "$remote_addr"  # the edge: the client alone
     assert headers["X-Forwarded-Proto"] == "$scheme"
     assert headers["X-Scheme"] == "$scheme"  # tornado reads it before X-Forwarded-Proto
     assert directives(text, "proxy_next_upstream") == ["error timeout"]  # no non_idempotent
     assert directives(location, "proxy_next_upstream_tries") == ["4"]
+    # Retried only within --timeout (30 s) less two heartbeats: a request that blocked its
+    # worker until the master killed it is never sent on to the next one.
+    assert directives(location, "proxy_next_upstream_timeout") == ["28s"]
+    assert directives(location, "proxy_read_timeout") == ["60s"]
     for name in ("proxy_connect_timeout", "proxy_read_timeout", "proxy_send_timeout"):
         assert len(directives(location, name)) == 1, name
+    # No realip without --trusted-proxies; with --server-name a default server refuses
+    # every other host.
+    assert directives(text, "set_real_ip_from") == []
+    assert directives(text, "real_ip_header") == []
+    default = block(text, "server")
+    assert directives(default, "listen") == ["127.0.0.1:8000 default_server"]
+    assert directives(default, "return") == ["444"]
+    assert directives(default, "proxy_pass") == []
 
     http_block = block(text, "http")
     assert directives(http_block, "client_max_body_size") == ["5000000"]
     for name in ("client_header_timeout", "client_body_timeout", "send_timeout"):
         assert re.fullmatch(r"\d+s", directives(http_block, name)[0]), name
 
-    server = block(text, "server")
+    server = block(text[text.index("server {") + 1 :], "server")
     assert directives(server, "listen") == ["127.0.0.1:8000"]
     assert directives(server, "server_name") == ["example.com www.example.com"]
     for url in ("/static/", "/media/"):
@@ -192,6 +204,81 @@ def test_render_tries_follow_ports_and_wildcard_hosts_become_loopback(tmp_path: 
     assert directives(text, "server") == ["[::1]:9001 max_fails=0", "[::1]:9002 max_fails=0"]
     assert directives(text, "listen") == ["[::1]:8080"]
     assert directives(text, "proxy_next_upstream_tries") == ["2"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "retry_window", "read"),
+    [
+        ({}, "28s", "60s"),
+        ({"timeout": 5}, "3s", "60s"),
+        ({"timeout": 2}, "1200ms", "60s"),
+        ({"timeout": 0.1}, "1ms", "60s"),  # never 0: nginx reads that as no limit
+        ({"timeout": 300, "request_timeout": 120}, "125s", "125s"),
+        ({"timeout": 300}, "60s", "60s"),
+        ({"request_timeout": 10}, "28s", "60s"),
+        ({"proxy_read_timeout": 20}, "20s", "20s"),
+        ({"proxy_read_timeout": 90.5, "request_timeout": 300}, "28s", "90500ms"),
+    ],
+)
+def test_render_retry_window_and_read_timeout(
+    tmp_path: Path, changes: dict[str, Any], retry_window: str, read: str
+) -> None:
+    """proxy_next_upstream_timeout stays below --timeout less two heartbeat intervals and
+    within proxy_read_timeout; proxy_read_timeout follows --request-timeout (+5 s, at
+    least 60 s) unless --proxy-read-timeout sets it."""
+    text = render_config(Config(ports=(9001, 9002), **changes), prefix=tmp_path)
+    assert directives(text, "proxy_next_upstream_timeout") == [retry_window]
+    assert directives(text, "proxy_read_timeout") == [read]
+    assert directives(text, "proxy_next_upstream") == ["error timeout"]
+    assert directives(text, "proxy_next_upstream_tries") == ["2"]
+
+
+def test_render_trusted_proxies_turn_on_realip(tmp_path: Path) -> None:
+    config = Config.from_sources({"trusted_proxies": "10.0.0.0/8, 192.0.2.7/32,::1"}, {})
+    assert config.trusted_proxies == ("10.0.0.0/8", "192.0.2.7", "::1")
+    text = render_config(config, prefix=tmp_path)
+    http_block = block(text, "http")
+    assert directives(http_block, "set_real_ip_from") == ["10.0.0.0/8", "192.0.2.7", "::1"]
+    assert directives(http_block, "real_ip_header") == ["X-Forwarded-For"]
+    assert directives(http_block, "real_ip_recursive") == ["on"]
+    trusted = block(text, "geo $realip_remote_addr $hybrid_from_proxy")
+    assert [line.split() for line in trusted.strip().splitlines()] == [
+        ["default", "0;"],
+        ["10.0.0.0/8", "1;"],
+        ["192.0.2.7", "1;"],
+        ["::1", "1;"],
+    ]
+    chain = block(text, "map $hybrid_from_proxy$http_x_forwarded_for $hybrid_forwarded_for")
+    assert "$http_x_forwarded_for, $realip_remote_addr" in chain
+    headers = dict(
+        h.split(None, 1) for h in directives(block(text, "location /"), "proxy_set_header")
+    )
+    assert headers["X-Forwarded-For"] == "$hybrid_forwarded_for"
+    assert headers["X-Real-IP"] == "$remote_addr"  # the client, as realip found it
+    assert directives(text, "return") == []  # server_name _: no default server
+
+
+@requires_nginx
+def test_nginx_accepts_realip_and_default_server(tmp_path: Path) -> None:
+    config = Config(ports=(9001,), trusted_proxies=("10.0.0.0/8",), server_name="example.com")
+    check_config(render_config(config, prefix=tmp_path), prefix=tmp_path)
+
+
+def test_an_nginx_without_realip_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "nginx"
+    fake.write_text("#!/bin/sh\necho 'configure arguments: --with-http_ssl_module' >&2\n")
+    fake.chmod(0o755)
+    nginx_binary.require_modules(Config(), str(fake))  # nothing asked of it
+    config = Config.from_sources({"trusted_proxies": "10.0.0.0/8"}, {})
+    with pytest.raises(NginxError) as info:
+        nginx_binary.require_modules(config, str(fake))
+    assert str(info.value) == (
+        f"--trusted-proxies needs nginx's realip module, and {fake} was built without it "
+        "(nginx -V lists no --with-http_realip_module): install nginx-light or nginx from "
+        "the distribution, or drop the option"
+    )
 
 
 def test_render_log_choices(tmp_path: Path) -> None:
@@ -534,7 +621,7 @@ def test_nginx_proxies_and_replaces_forged_headers(
     assert headers["X-Forwarded-Proto"] == "http"
     assert headers["X-Scheme"] == "http"
     assert headers["X-Real-Ip"] == "127.0.0.1"
-    assert headers["X-Forwarded-For"].split(",")[-1].strip() == "127.0.0.1"
+    assert headers["X-Forwarded-For"] == "127.0.0.1"  # the client alone, forged one dropped
     assert "Forwarded" not in headers
     assert headers["Host"] == "example.com:8443"
     assert headers.get("Connection", "") != "close"  # upstream keepalive

@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -57,6 +58,18 @@ def call(
         conn.request(method, path, body=body or None, headers=headers or {})
         response = conn.getresponse()
         return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def answers(port: int) -> bool:
+    """Whether the worker on ``port`` answers within a second (a blocked one does not)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        conn.request("GET", "/hybrid/pid")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
     finally:
         conn.close()
 
@@ -147,7 +160,8 @@ def test_nginx_host_listens_apart_from_the_workers(hybrid_serve: Serve, free_por
     port, nginx_port = free_ports(2)
     server = hybrid_serve("--nginx", str(nginx_port), "--nginx-host", "127.0.0.2", ports=[port])
     status = wait_until(
-        lambda: call(nginx_port, host="127.0.0.2")[0],
+        # A host in ALLOWED_HOSTS: the workers answer 400 to any other (127.0.0.2 is not).
+        lambda: call(nginx_port, host="127.0.0.2", headers={"Host": "localhost"})[0],
         20,
         ignore=OSError,
         message=lambda: server.stderr,
@@ -202,6 +216,140 @@ def test_forged_proxy_headers_do_not_reach_django(hybrid_serve: Serve, free_port
     assert status == 200
     assert echo["scheme"] == "http"  # request.is_secure() is False over plain HTTP
     assert echo["remote_addr"] == "127.0.0.1"  # the real client, as nginx saw it
+    # X-Forwarded-For is the client's address alone: code that reads its first entry
+    # (most does) is not fooled by one the client made up.
+    status, body = call(nginx_port, path="/django/meta", headers={"X-Forwarded-For": "1.2.3.4"})
+    assert status == 200
+    meta = json.loads(body)
+    assert meta["HTTP_X_FORWARDED_FOR"] == "127.0.0.1"
+    assert (meta["REMOTE_ADDR"], meta["HTTP_X_REAL_IP"]) == ("127.0.0.1", "127.0.0.1")
+
+
+def test_trusted_proxies_chain_behind_a_load_balancer(
+    hybrid_serve: Serve, free_ports: Ports
+) -> None:
+    """``--trusted-proxies 127.0.0.1``: the test client stands in for a load balancer whose
+    X-Forwarded-For nginx believes (realip) and extends with the balancer's address."""
+    port, nginx_port = free_ports(2)
+    start_with_nginx(hybrid_serve, [port], nginx_port, "--trusted-proxies", "127.0.0.1")
+
+    def meta(forwarded_for: str | None) -> dict[str, str]:
+        headers = {"X-Forwarded-For": forwarded_for} if forwarded_for is not None else {}
+        status, body = call(nginx_port, path="/django/meta", headers=headers)
+        assert status == 200
+        return dict(json.loads(body))
+
+    seen = meta("1.2.3.4")
+    assert seen["REMOTE_ADDR"] == seen["HTTP_X_REAL_IP"] == "1.2.3.4"
+    assert seen["HTTP_X_FORWARDED_FOR"] == "1.2.3.4, 127.0.0.1"
+    # The balancer's list: the last address it did not trust itself is the client.
+    seen = meta("203.0.113.9, 1.2.3.4")
+    assert seen["REMOTE_ADDR"] == "1.2.3.4"
+    assert seen["HTTP_X_FORWARDED_FOR"] == "203.0.113.9, 1.2.3.4, 127.0.0.1"
+    seen = meta(None)  # the balancer itself, or a health check
+    assert seen["REMOTE_ADDR"] == seen["HTTP_X_FORWARDED_FOR"] == "127.0.0.1"
+
+
+def test_server_name_refuses_other_hosts_in_nginx(hybrid_serve: Serve, free_ports: Ports) -> None:
+    port, nginx_port = free_ports(2)
+    server = hybrid_serve("--nginx", str(nginx_port), "--server-name", "localhost", ports=[port])
+    named = {"Host": f"localhost:{nginx_port}"}
+    wait_until(
+        lambda: call(nginx_port, headers=named)[0] == 200,
+        20,
+        ignore=OSError,
+        message=lambda: f"nginx serving on {nginx_port}:\n{server.stderr}",
+    )
+    served = json.loads(call(port)[1])["pid"]
+    for host in ("evil.example", f"127.0.0.1:{nginx_port}"):
+        # 444: nginx closes the connection without an answer; no worker sees it.
+        with pytest.raises(http.client.RemoteDisconnected):
+            call(nginx_port, headers={"Host": host})
+    assert call(nginx_port, headers={"Host": ""})[0] == 400  # nginx's own, for HTTP/1.1
+    assert call(nginx_port, headers=named)[0] == 200
+    assert json.loads(call(port)[1])["pid"] == served
+
+
+def test_a_request_that_blocks_its_worker_costs_that_worker_alone(
+    hybrid_serve: Serve, free_ports: Ports
+) -> None:
+    """A GET whose handler blocks the loop gets its worker killed by --timeout; nginx
+    answers it 502 instead of sending it on to block the next worker, the other workers
+    keep serving, and the master's log names the request."""
+    *ports, nginx_port = free_ports(5)
+    server = start_with_nginx(hybrid_serve, ports, nginx_port, "--timeout", "3")
+    pids = worker_pids(server)
+    result: dict[str, object] = {}
+
+    def stuck() -> None:
+        started = time.monotonic()
+        try:
+            result["status"] = call(nginx_port, path="/hybrid/block?s=60")[0]
+        except Exception as exc:
+            result["status"] = repr(exc)
+        result["took"] = time.monotonic() - started
+
+    blocker = threading.Thread(target=stuck)
+    blocker.start()
+    wait_until(  # which port it landed on shows only once that worker stops answering
+        lambda: any(not answers(p) for p in ports), 5, message="a worker blocked"
+    )
+    stuck_port = next(p for p in ports if not answers(p))
+    for port in ports:
+        if port != stuck_port:
+            assert call(port)[0] == 200  # the other workers serve meanwhile
+    blocker.join(timeout=30)
+    assert result["status"] == 502, result
+    assert result["took"] < 3 + 3, result  # one timeout (+ one heartbeat and the tick)
+    # The replacement serves; then nothing else is killed for another timeout and more.
+    wait_until(lambda: answers(stuck_port), 10, message="the stuck port served again")
+    time.sleep(3 + 1)  # time is the point: a retried request would block another worker
+    after = worker_pids(server)
+    assert {p for p in ports if after[p] != pids[p]} == {stuck_port}
+    assert server.stderr.count("sent no heartbeat") == 1, server.stderr
+    assert server.stderr.count("starting a new one") == 1, server.stderr
+    line = next(line for line in server.stderr.splitlines() if "sent no heartbeat" in line)
+    assert re.search(
+        rf"worker {pids[stuck_port]} on port {stuck_port} sent no heartbeat for 3s "
+        r"\(blocked IOLoop: GET /hybrid/block running for \d+\.\ds, at \S*/testproject/"
+        r"routes\.py:\d+ in get\); killing it",
+        line,
+    ), line
+    assert all(call(nginx_port)[0] == 200 for _ in range(20))
+
+
+def test_a_request_on_a_worker_that_dies_is_retried(hybrid_serve: Serve, free_ports: Ports) -> None:
+    """The retries that cover a crash are still there: GETs in flight on a worker that is
+    SIGKILLed go to another worker, and every one of them succeeds."""
+    *ports, nginx_port = free_ports(5)
+    server = start_with_nginx(hybrid_serve, ports, nginx_port, "--timeout", "3")
+    victim_port = ports[1]
+    victim = worker_pids(server)[victim_port]
+    results: list[object] = []
+
+    def slow() -> None:
+        try:
+            status, body = call(nginx_port, path="/hybrid/sleep?s=2")
+            results.append((status, json.loads(body)["pid"]) if status == 200 else status)
+        except Exception as exc:
+            results.append(repr(exc))
+
+    # 16 at once: whichever nginx worker gets 4 or more goes round every port.
+    threads = [threading.Thread(target=slow) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)  # a head start: the requests are in their handlers
+    os.kill(victim, signal.SIGKILL)
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(results) == 16
+    assert all(isinstance(r, tuple) and r[0] == 200 for r in results), results
+    assert victim not in {r[1] for r in results if isinstance(r, tuple)}
+    # nginx saw the victim's connections break under requests it then retried.
+    assert any(
+        "[error]" in line and f"127.0.0.1:{victim_port}" in line
+        for line in server.stderr.splitlines()
+    ), server.stderr
 
 
 def test_nginx_that_dies_is_started_again(hybrid_serve: Serve, free_ports: Ports) -> None:

@@ -16,7 +16,6 @@ from tornado import httputil
 
 from hybrid import Config
 from hybrid.web import HybridApplication, _is_loopback, _TrackedRequest
-from hybrid.worker import heartbeat_interval
 
 Serve = Callable[..., HybridProcess]
 Ports = Callable[[int], list[int]]
@@ -165,12 +164,6 @@ def test_xheaders_off_applies_nothing_even_for_loopback() -> None:
         httputil.RequestStartLine("GET", "/", "HTTP/1.1"), httputil.HTTPHeaders()
     )
     assert conn.context.applied == 0
-
-
-def test_heartbeat_interval_fits_several_beats_in_the_timeout() -> None:
-    assert heartbeat_interval(30) == 1.0
-    assert heartbeat_interval(2) == 0.4
-    assert heartbeat_interval(0.1) == 0.05
 
 
 def gc_state(url: str) -> dict[str, object]:

@@ -200,6 +200,51 @@ def test_request_timeout_is_off_by_default_and_comes_from_every_source() -> None
             Config.from_sources({"request_timeout": bad})
 
 
+def test_trusted_proxies_are_addresses_and_networks_from_every_source() -> None:
+    assert Config().trusted_proxies == ()
+    config = Config.from_sources({"trusted_proxies": " 10.0.0.0/8, 192.0.2.7/32 ,2001:db8::/32"})
+    assert config.trusted_proxies == ("10.0.0.0/8", "192.0.2.7", "2001:db8::/32")
+    env = {"HYBRID_TRUSTED_PROXIES": "127.0.0.1,127.0.0.1"}
+    assert Config.from_sources({}, env).trusted_proxies == ("127.0.0.1",)
+    django = {"trusted_proxies": ["172.16.0.0/12", "::1"]}
+    assert Config.from_sources({}, {}, django).trusted_proxies == ("172.16.0.0/12", "::1")
+    assert Config.from_sources({}, {"HYBRID_TRUSTED_PROXIES": ""}).trusted_proxies == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "10.0.0.1/8",
+            "--trusted-proxies: bad value '10.0.0.1/8': '10.0.0.1/8' has bits set past its "
+            "prefix: write 10.0.0.0/8",
+        ),
+        (
+            "lb.example.com",
+            "--trusted-proxies: bad value 'lb.example.com': 'lb.example.com' is not an IP "
+            "address or network; expected IP addresses or networks separated by commas, e.g. "
+            "10.0.0.0/8,192.0.2.7",
+        ),
+        ("10.0.0.0/33", "'10.0.0.0/33' is not an IP address or network"),
+        (7, "bad value 7: expected IP addresses or networks separated by commas"),
+    ],
+)
+def test_bad_trusted_proxies_say_what_to_write(value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_sources({"trusted_proxies": value})
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_proxy_read_timeout_is_automatic_unless_given() -> None:
+    assert Config().proxy_read_timeout == 0.0
+    assert Config.from_sources({"proxy_read_timeout": "90"}).proxy_read_timeout == 90.0
+    env = {"HYBRID_PROXY_READ_TIMEOUT": "off"}
+    assert Config.from_sources({}, env).proxy_read_timeout == 0.0
+    with pytest.raises(ConfigError, match="--proxy-read-timeout: bad value '-5'"):
+        Config.from_sources({"proxy_read_timeout": "-5"})
+
+
 def test_nginx_may_share_a_worker_port_number_on_another_address() -> None:
     config = Config.from_sources({"ports": "8001-8002", "nginx": "8001", "nginx_host": "0.0.0.0"})
     assert (config.nginx, config.nginx_host) == (8001, "0.0.0.0")

@@ -6,12 +6,14 @@ import pytest
 
 from hybrid.protocol import (
     MAX_LINE,
+    Blocked,
     BootError,
     Heartbeat,
     Message,
     Ready,
     Recycle,
     encode,
+    heartbeat_interval,
     parse,
     split_lines,
 )
@@ -33,6 +35,12 @@ from hybrid.protocol import (
             Recycle("served 10 requests (--max-requests)"),
             b"recycle served 10 requests (--max-requests)\n",
         ),
+        (
+            Blocked("GET", "/stuck", 4.25, "/srv/app/views.py:12 in get"),
+            b"blocked 4.250 GET /stuck /srv/app/views.py:12 in get\n",
+        ),
+        (Blocked(where="loop.py:3 in run"), b"blocked - - - loop.py:3 in run\n"),
+        (Blocked(), b"blocked - - - \n"),
     ],
 )
 def test_round_trip(message: Message, line: bytes) -> None:
@@ -93,3 +101,23 @@ def test_split_lines_keeps_a_partial_line() -> None:
     assert [parse(line) for line in lines] == [Ready(), Heartbeat(3)]
     lines, rest = split_lines(rest + b"cle r\n")
     assert [parse(line) for line in lines] == [Recycle("r")] and rest == b""
+
+
+def test_a_blocked_path_stays_one_field() -> None:
+    line = encode(Blocked("GET", "/a b\tc", 1.0, "x.py:1 in f"))
+    assert line == b"blocked 1.000 GET /a%20b%09c x.py:1 in f\n"
+    assert parse(line) == Blocked("GET", "/a%20b%09c", 1.0, "x.py:1 in f")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"blocked", b"blocked 1.0 GET", b"blocked x GET /", b"blocked -1 GET /", b"blocked nan GET /"],
+)
+def test_malformed_blocked_lines_are_none(line: bytes) -> None:
+    assert parse(line) is None
+
+
+def test_heartbeat_interval_fits_several_beats_in_the_timeout() -> None:
+    assert heartbeat_interval(30) == 1.0
+    assert heartbeat_interval(2) == 0.4
+    assert heartbeat_interval(0.1) == 0.05

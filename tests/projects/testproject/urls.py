@@ -10,6 +10,7 @@ urlpatterns = [
     path("django/slow", views.slow),
     path("django/async", views.async_view),
     path("django/echo", views.echo),
+    path("django/meta", views.meta),
     path("django/protected", views.protected),
     path("django/stream", views.stream),
     path("django/forever", views.forever),

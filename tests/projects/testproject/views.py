@@ -39,6 +39,12 @@ def echo(request):
     return response
 
 
+def meta(request):
+    """The client's address and the proxy headers, as Django's request.META has them."""
+    keys = ("REMOTE_ADDR", "HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP", "HTTP_HOST")
+    return JsonResponse({key: request.META.get(key) for key in keys})
+
+
 def protected(request):
     return HttpResponse("no csrf exemption", content_type="text/plain")
 
