@@ -60,12 +60,15 @@ async def stream(request):
     return StreamingHttpResponse(chunks(), content_type="text/plain")
 
 
-#: Set when the endless stream below is closed: a client disconnect must stop it.
+#: Set when the endless stream below is closed: a client disconnect must stop it. A new
+#: Event per request: an Event belongs to the loop that first waits on it, and each test
+#: runs its own loop.
 forever_closed = asyncio.Event()
 
 
 async def forever(request):
-    forever_closed.clear()
+    global forever_closed
+    closed = forever_closed = asyncio.Event()
 
     async def chunks():
         try:
@@ -73,7 +76,7 @@ async def forever(request):
                 yield b"tick\n"
                 await asyncio.sleep(0.05)
         finally:
-            forever_closed.set()
+            closed.set()
 
     return StreamingHttpResponse(chunks(), content_type="text/plain")
 
