@@ -28,6 +28,7 @@ from hybrid.control import (
 )
 from hybrid.errors import ConfigError, ControlError, HybridError
 from hybrid.eventloop import check as check_loop
+from hybrid.groups.layer import check as check_groups
 from hybrid.log import configure_logging
 
 __all__ = ["add_serve_arguments", "main", "run_serve"]
@@ -82,6 +83,7 @@ def run_serve(cli_values: dict[str, object], prog: str) -> int:
         config = build_config(cli_values)
         # uvloop asked for and not installed: one line now, not a worker that cannot boot.
         check_loop(config.loop, config.sources)
+        check_groups(config)
     except ConfigError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

@@ -233,6 +233,29 @@ def _parse_loop(value: object) -> str:
     return text
 
 
+#: The groups backends by URL scheme (hybrid.groups): Redis pub/sub, or this process only.
+GROUPS_SCHEMES = ("redis", "rediss", "unix", "memory")
+
+
+def _parse_groups(value: object) -> str | None:
+    """A groups backend URL: ``redis://HOST:PORT/DB``, ``rediss://...``, ``unix:///path``
+    or ``memory://``; empty for the default (in-process)."""
+    text = str(value).strip()
+    if not text:
+        return None
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in GROUPS_SCHEMES:
+        raise ValueError(
+            "expected redis://HOST:PORT/DB (or rediss://, unix:///path/redis.sock?db=0), "
+            "or memory:// for groups within one process"
+        )
+    if scheme.lower() == "memory":
+        return "memory://"
+    if scheme.lower() != "unix" and not rest.split("/", 1)[0].rpartition("@")[2]:
+        raise ValueError(f"no host in {text!r}: write {scheme}://127.0.0.1:6379/0")
+    return text
+
+
 def _parse_port(value: object) -> int:
     ports = parse_ports(value)
     if len(ports) != 1:
@@ -554,6 +577,31 @@ OPTIONS: tuple[Option, ...] = (
         "N",
     ),
     Option(
+        "groups",
+        "--groups",
+        _parse_groups,
+        "where group messages travel (hybrid.group_send): redis://HOST:PORT/DB for every "
+        "worker of every host (pip install 'hybrid[redis]'), or memory:// for this worker "
+        "only (default memory://)",
+        "URL",
+    ),
+    Option(
+        "group_queue",
+        "--group-queue",
+        _parse_positive_int,
+        "group messages a WebSocket may have waiting for a slow client before it is closed "
+        "with 1013, try again later (default 100)",
+        "N",
+    ),
+    Option(
+        "group_max_message",
+        "--group-max-message",
+        _parse_size,
+        "largest group message, as JSON; a bigger one raises GroupError on the sender's "
+        "side (default 256K)",
+        "SIZE",
+    ),
+    Option(
         "loop",
         "--loop",
         _parse_loop,
@@ -605,6 +653,9 @@ class Config:
     request_signals: bool = True
     native_mysql: bool = True
     gc_threshold: int = 50_000
+    groups: str | None = None
+    group_queue: int = 100
+    group_max_message: int = 256 * 1024
     loop: str = "auto"
     log_level: str = "info"
     #: Where each value came from, for messages: ``{"ports": "--ports", ...}``.

@@ -9,6 +9,11 @@
     │                            hybrid needs; `library`, `version`, `missing`, `requirement`
     ├── ControlError             a running master cannot be reached through its pidfile, or a
     │                            reload/stop did not complete (hybrid.control); `pidfile`
+    ├── GroupError               a group name or message that cannot be sent (not a JSON
+    │                            dict with a "type", over the size limit); `group`, `size`,
+    │                            `limit` (also a ValueError)
+    ├── GroupsUnavailable        the groups backend (Redis) cannot take a message now;
+    │                            `group`, `backend`, `reason` (also a ConnectionError)
     ├── ServerError              the process model could not do its job
     │   ├── BindError            a port could not be bound; `host`, `port`, `errno`
     │   ├── WorkerBootError      a worker failed while booting; `port`, `reason`
@@ -39,6 +44,8 @@ __all__ = [
     "BindError",
     "ConfigError",
     "ControlError",
+    "GroupError",
+    "GroupsUnavailable",
     "HybridError",
     "NginxError",
     "ServerError",
@@ -126,6 +133,36 @@ class ControlError(HybridError):
     def __init__(self, message: str, *, pidfile: str | None = None) -> None:
         super().__init__(message)
         self.pidfile = pidfile
+
+
+class GroupError(HybridError, ValueError):
+    """A group name or group message hybrid refuses to send (:mod:`hybrid.groups`).
+
+    ``group`` is the group's name as given; ``size`` and ``limit`` are the encoded size in
+    bytes and the limit, set when the message was too big.
+    """
+
+    def __init__(
+        self, message: str, *, group: object, size: int | None = None, limit: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.group = group
+        self.size = size
+        self.limit = limit
+
+
+class GroupsUnavailable(HybridError, ConnectionError):
+    """The groups backend could not take a message: Redis is down or unreachable.
+
+    Raised on the sender's side by ``group_send``; nothing was delivered (at most once).
+    ``backend`` is the backend's URL without its password, ``reason`` what the client said.
+    """
+
+    def __init__(self, message: str, *, group: str, backend: str, reason: str) -> None:
+        super().__init__(message)
+        self.group = group
+        self.backend = backend
+        self.reason = reason
 
 
 class ServerError(HybridError):

@@ -35,6 +35,8 @@ from hybrid.db import setup as setup_native_db
 from hybrid.errors import HybridError, describe_exception
 from hybrid.eventloop import choose as choose_loop
 from hybrid.eventloop import describe as describe_loop
+from hybrid.groups.layer import install as install_groups
+from hybrid.groups.layer import make_layer as make_groups_layer
 from hybrid.lanes import LanePool, close_lane_pools, install_lane_pool
 from hybrid.log import gen_log
 from hybrid.metrics import MetricsHandler, WorkerMetrics
@@ -143,6 +145,14 @@ class Worker:
         # find them through the running loop (hybrid.lanes, hybrid.process.gate).
         lanes = install_lane_pool(LanePool(self.config.db_thread_count))
         install_command_gate(Gate(self.config.max_commands))
+        # Groups: with Redis, the subscriber connects in the background (an unreachable
+        # Redis is logged and retried; the worker serves meanwhile).
+        try:
+            groups = install_groups(make_groups_layer(self.config))
+        except ImportError as exc:  # the master checks this; a Config built by hand not
+            self.notify(BootError(f"--groups {self.config.groups}: {exc}"))
+            return BOOT_ERROR_EXIT
+        await groups.start()
         tune_gc(self.config.gc_threshold)
         server = HTTPServer(
             app,
@@ -187,6 +197,7 @@ class Worker:
         if lag_probe is not None:
             lag_probe.cancel()
         await self._drain(server, app)
+        await groups.close()
         return 0
 
     def _serve_metrics(self, app: HybridApplication, lanes: LanePool) -> asyncio.Task[None] | None:

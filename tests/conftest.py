@@ -305,6 +305,93 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
         yield server
 
 
+@dataclass
+class RedisServer:
+    """A private Redis server run by ``scripts/redis`` in ``directory``."""
+
+    directory: Path
+    env: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return self.env["REDIS_URL"]
+
+    @property
+    def port(self) -> int:
+        return int(self.env["REDIS_PORT"])
+
+    def script(self, action: str) -> dict[str, str]:
+        """Run ``scripts/redis ACTION DIR``; the env lines it printed (start, restart)."""
+        done = subprocess.run(
+            ["bash", str(REPO_DIR / "scripts" / "redis"), action, str(self.directory)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "BIND": self.env.get("REDIS_HOST", "127.0.0.1")},
+        )
+        if done.returncode == 3:
+            missing_dependency(
+                "Redis (Debian package redis-server; the tests then start a private server "
+                "themselves with `scripts/redis start DIR`)"
+            )
+        if done.returncode != 0:
+            raise AssertionError(f"scripts/redis {action} failed:\n{done.stderr}")
+        return dict(line.split("=", 1) for line in done.stdout.split())
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would."""
+        self.script("kill")
+
+    def restart(self) -> None:
+        """Start it again on the same port."""
+        self.env = self.script("restart")
+
+    def command(self, *args: str) -> Any:
+        """One command on a fresh connection (redis-py's sync client)."""
+        import redis
+
+        client = redis.Redis.from_url(self.url, socket_timeout=5)
+        try:
+            return client.execute_command(*args)
+        finally:
+            client.close()
+
+    def client_names(self) -> list[str]:
+        """The names of the connected clients (``CLIENT LIST``), unnamed ones as ''."""
+        listing = self.command("CLIENT", "LIST")
+        if isinstance(listing, bytes):
+            listing = listing.decode()
+        names = []
+        for line in str(listing).splitlines():
+            fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+            names.append(fields.get("name", ""))
+        return names
+
+
+@contextmanager
+def redis_server(directory: Path, bind: str = "127.0.0.1") -> Iterator[RedisServer]:
+    """``scripts/redis start DIR`` on a free port of ``bind``; stopped after."""
+    server = RedisServer(directory, {"REDIS_HOST": bind})
+    server.env = server.script("start")
+    try:
+        yield server
+    finally:
+        server.script("stop")
+
+
+@pytest.fixture(scope="session")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """The session's Redis, shared by tests that do not stop it."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own, for tests that kill and restart it."""
+    with redis_server(tmp_path / "redis") as server:
+        yield server
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Markers follow from where a test lives and what it uses, so nobody has to remember
     them: ``e2e`` for tests/e2e (real ``hybrid serve``, nginx, browsers), ``mysql`` for
@@ -318,5 +405,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
         if "mariadb" in fixtures:
             item.add_marker(pytest.mark.mysql)
+        if "redis" in fixtures or "private_redis" in fixtures:
+            item.add_marker(pytest.mark.redis)
         if "chromium" in fixtures:
             item.add_marker(pytest.mark.browser)

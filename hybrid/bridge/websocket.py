@@ -1,6 +1,9 @@
-"""``DjangoWebSocketHandler``: WebSockets with the Django session, user and ORM.
+"""``DjangoWebSocketHandler``: WebSockets with the Django session, user, ORM and groups.
 
-What Django otherwise needs Channels (and Redis) for, on the worker's own IOLoop::
+What Django otherwise needs Channels for, on the worker's own IOLoop. Groups
+(``self.group_add``, ``hybrid.group_send``) come from :class:`hybrid.groups.GroupsMixin`;
+they reach the sockets of other workers and hosts with a Redis backend
+(``HYBRID["groups"]``), and of this worker only without one::
 
     handshake (GET + Upgrade) ──> a lane (leased at the first query) ──> request_started
       ──> ASGIRequest built from the handshake            -> handler.django_request
@@ -55,6 +58,7 @@ from tornado.websocket import WebSocketHandler
 
 from hybrid._compat import django as dj
 from hybrid.bridge.lifecycle import make_async_streaming, relay_cookies, request_lifecycle
+from hybrid.groups.socket import GroupsMixin
 from hybrid.log import app_log
 
 if TYPE_CHECKING:
@@ -66,7 +70,7 @@ __all__ = ["DjangoWebSocketHandler"]
 _IN_LANE = ("open", "on_message")
 
 
-class DjangoWebSocketHandler(WebSocketHandler):
+class DjangoWebSocketHandler(GroupsMixin, WebSocketHandler):
     """A Tornado ``WebSocketHandler`` with Django's session, user and ORM.
 
     ``self.django_request`` is the Django request of the handshake, after

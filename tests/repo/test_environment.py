@@ -71,6 +71,7 @@ def test_the_libraries_hybrid_patches_have_upper_bounds() -> None:
     lines = parser["options"]["install_requires"].splitlines()
     lines += parser["options.extras_require"]["mysql"].splitlines()
     lines += parser["options.extras_require"]["uvloop"].splitlines()
+    lines += parser["options.extras_require"]["redis"].splitlines()
     requirements = [Requirement(x) for x in lines if x.strip() and not x.startswith("#")]
     by_name: dict[str, list[Requirement]] = {}
     for requirement in requirements:
@@ -82,6 +83,8 @@ def test_the_libraries_hybrid_patches_have_upper_bounds() -> None:
         "aiomysql": "0.4",
         "asgiref": "4.0",
         "uvloop": "0.24",
+        "redis": "9.0",
+        "hiredis": "4.0",
     }
     supported = {
         "tornado": "6.6.1",
@@ -89,6 +92,8 @@ def test_the_libraries_hybrid_patches_have_upper_bounds() -> None:
         "aiomysql": "0.3.2",
         "asgiref": "3.13.0",
         "uvloop": "0.23.0",
+        "redis": "8.1.0",
+        "hiredis": "3.5.0",
     }
     for name, version in never_run.items():
         assert name in by_name, f"setup.cfg does not list {name}"

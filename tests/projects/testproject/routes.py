@@ -6,6 +6,8 @@ import time
 from tornado.web import RequestHandler
 from tornado.websocket import WebSocketHandler
 
+from testproject import group_routes
+
 #: Memory held on purpose by GrowHandler (the --max-rss tests).
 _ballast: list[bytes] = []
 
@@ -106,4 +108,5 @@ routes = [
     (r"/hybrid/block", BlockHandler),
     (r"/hybrid/spawn", SpawnHandler),
     (r"/hybrid/grow", GrowHandler),
+    *group_routes.routes,
 ]

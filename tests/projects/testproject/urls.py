@@ -18,4 +18,5 @@ urlpatterns = [
     path("django/async-thread", views.async_thread),
     path("django/sync-stream", views.sync_stream),
     path("django/ünïcode", views.async_view),
+    path("django/group-send/<str:group>", views.group_send),
 ]

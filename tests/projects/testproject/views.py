@@ -104,3 +104,12 @@ async def async_thread(request):
     import threading
 
     return JsonResponse({"thread": threading.current_thread().name})
+
+
+@csrf_exempt
+def group_send(request, group):
+    """A sync view (it runs on a database thread) sending with group_send_sync."""
+    import hybrid
+
+    hybrid.group_send_sync(group, {"type": "chat.message", "text": request.body.decode(), "via": "view"})
+    return HttpResponse("sent", status=202)
