@@ -223,13 +223,15 @@ class _Link:
         channel = self.layer.channel(group)
         new = self.membership.add(group, mailbox)
         pubsub = self._pubsub
-        if pubsub is None:
-            return  # subscribed when the subscriber (re)connects
+        if pubsub is None and self._down_since is not None:
+            return  # Redis is down: subscribed when the subscriber reconnects
         if not new and channel not in self._confirm:
             return
+        # Wait for Redis to confirm: our SUBSCRIBE, one already sent for another socket,
+        # or (still connecting) the one the subscriber sends for every group once it is in.
         waiter: asyncio.Future[None] = self.loop.create_future()
         self._confirm.setdefault(channel, []).append(waiter)
-        if new:
+        if new and pubsub is not None:
             try:
                 await pubsub.subscribe(channel)
             except Exception:  # the reader sees the same failure and resubscribes
@@ -278,10 +280,12 @@ class _Link:
             pubsub: Any = self._sub_client.pubsub()  # redis-py leaves PubSub untyped
             try:
                 await pubsub.connect()
+                # Set first: a group joined while the SUBSCRIBE below is on its way sends
+                # its own (a second SUBSCRIBE to a channel is harmless).
+                self._pubsub = pubsub
                 groups = list(self.membership)
                 if groups:
                     await pubsub.subscribe(*(self.layer.channel(g) for g in groups))
-                self._pubsub = pubsub
                 self._back_up(len(groups))
                 backoff = BACKOFF_FIRST
                 await self._receive(pubsub)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -341,3 +342,42 @@ def test_build_config_merges_settings_hybrid_under_cli_and_env() -> None:
         PYTHONPATH=str(PROJECTS_DIR),
     )
     assert result.stdout.strip() == "(8101, 8102) ::1 5.0 settings.HYBRID['ports']", result.stderr
+
+
+def test_groups_come_from_every_source_and_default_to_in_process() -> None:
+    assert Config.from_sources({}, {}, {}).groups is None
+    url = "redis://127.0.0.1:6379/0"
+    assert Config.from_sources({"groups": url}).groups == url
+    config = Config.from_sources({}, {"HYBRID_GROUPS": "memory://"}, {"groups": url})
+    assert (config.groups, config.sources["groups"]) == ("memory://", "HYBRID_GROUPS")
+    config = Config.from_sources({}, {}, {"groups": url, "group_queue": 5})
+    assert (config.groups, config.group_queue) == (url, 5)
+    assert Config.from_sources({"group_max_message": "1M"}).group_max_message == 1 << 20
+    assert Config.from_sources({"groups": ""}).groups is None
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("amqp://127.0.0.1", "--groups: bad value 'amqp://127.0.0.1': expected redis://HOST"),
+        ("127.0.0.1:6379", "expected redis://HOST:PORT/DB"),
+        ("redis:///0", "no host in 'redis:///0': write redis://127.0.0.1:6379/0"),
+    ],
+)
+def test_bad_groups_urls_say_what_to_write(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Config.from_sources({"groups": value})
+
+
+def test_groups_over_redis_without_the_client_name_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hybrid.groups.layer import check
+
+    check(Config(groups="memory://"))
+    check(Config(groups="redis://127.0.0.1:6379/0"))  # installed in the test venvs
+    monkeypatch.setitem(sys.modules, "redis", None)  # an import of it now fails
+    config = Config.from_sources({"groups": "redis://127.0.0.1:6379/0"})
+    with pytest.raises(ConfigError, match=re.escape("pip install 'hybrid[redis]'")) as caught:
+        check(config)
+    assert caught.value.option == "--groups"

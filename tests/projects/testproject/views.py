@@ -111,5 +111,6 @@ def group_send(request, group):
     """A sync view (it runs on a database thread) sending with group_send_sync."""
     import hybrid
 
-    hybrid.group_send_sync(group, {"type": "chat.message", "text": request.body.decode(), "via": "view"})
+    message = {"type": "chat.message", "text": request.body.decode(), "via": "view"}
+    hybrid.group_send_sync(group, message)
     return HttpResponse("sent", status=202)
