@@ -20,7 +20,8 @@ class RoomSocket(hybrid.DjangoWebSocketHandler):
     async def open(self, room: str) -> None:
         self.room = f"room-{room}"
         await self.group_add(self.room)
-        self.write_message({"type": "joined", "pid": os.getpid(), "group": self.room})
+        port = self.application.port  # type: ignore[attr-defined]
+        self.write_message({"type": "joined", "pid": os.getpid(), "port": port, "group": self.room})
 
     async def on_message(self, message: str | bytes) -> None:
         data = json.loads(message)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import RedisServer, redis_server
+from waiting import until
 
 import hybrid
 from hybrid.groups.members import Mailbox
@@ -26,14 +27,6 @@ class Inbox:
     def __init__(self) -> None:
         self.got: list[dict[str, Any]] = []
         self.mailbox = Mailbox(self.got.append, lambda: None, lambda: None)
-
-
-async def until(condition: Callable[[], object], timeout: float = 10, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        await asyncio.sleep(0.02)
 
 
 def numsub(redis: RedisServer, layer: RedisLayer, group: str) -> int:
@@ -61,7 +54,7 @@ async def test_a_message_reaches_members_behind_both_backends(redis: RedisServer
         await b.add("room-1", there.mailbox)
         await b.add("room-2", elsewhere.mailbox)
         await a.send("room-1", {"type": "chat.message", "text": "hi"})
-        await until(lambda: here.got and there.got, what="both members")
+        await until(lambda: here.got and there.got, message="both members")
         assert here.got == there.got == [{"type": "chat.message", "text": "hi"}]
         await asyncio.sleep(0.1)
         assert elsewhere.got == []
@@ -81,7 +74,7 @@ async def test_subscriptions_follow_membership_and_empty_groups_reach_no_worker(
         await asyncio.sleep(0.1)
         assert numsub(redis, a, "room-x") == 1
         a.discard("room-x", two.mailbox)
-        await until(lambda: numsub(redis, a, "room-x") == 0, what="the unsubscribe")
+        await until(lambda: numsub(redis, a, "room-x") == 0, message="the unsubscribe")
         # No worker is subscribed: Redis drops the message at once, no worker reads it.
         assert redis.command("PUBLISH", a.channel("room-x"), b'{"type":"t"}') == 0
         await b.send("room-x", {"type": "t"})
@@ -100,7 +93,7 @@ async def test_each_backend_holds_one_subscriber_connection_whatever_the_sockets
         for n, inbox in enumerate(inboxes):
             await layer.add(f"room-{n % 10}", inbox.mailbox)
         await layer.send("room-3", {"type": "t"})
-        await until(lambda: sum(len(i.got) for i in inboxes) == 5, what="5 deliveries")
+        await until(lambda: sum(len(i.got) for i in inboxes) == 5, message="5 deliveries")
         names = redis.client_names()
         pid = __import__("os").getpid()
         assert names.count(f"hybrid-sub-{pid}") - before == 1
@@ -115,7 +108,7 @@ async def test_one_senders_messages_arrive_in_order(redis: RedisServer) -> None:
         inbox = Inbox()
         await b.add("ordered", inbox.mailbox)
         await asyncio.gather(*(a.send("ordered", {"type": "t", "n": n}) for n in range(500)))
-        await until(lambda: len(inbox.got) == 500, what="500 messages")
+        await until(lambda: len(inbox.got) == 500, message="500 messages")
         assert [m["n"] for m in inbox.got] == list(range(500))
 
 
@@ -136,7 +129,7 @@ async def test_group_send_sync_from_a_thread_and_from_the_loop(redis: RedisServe
         thread.start()
         thread.join()
         assert not errors
-        await until(lambda: inbox.got, what="the message")
+        await until(lambda: inbox.got, message="the message")
         assert inbox.got == [{"type": "t", "via": "thread"}]
         with pytest.raises(RuntimeError, match="would block the event loop"):
             a.send_sync("sync", {"type": "t"})
@@ -165,9 +158,9 @@ async def test_redis_killed_and_restarted_sends_fail_fast_then_delivery_resumes(
                 )
             await asyncio.sleep(0.5)  # a few reconnect attempts, each refused
             private_redis.restart()
-            await until(lambda: numsub(private_redis, a, "room") == 2, 15, "both resubscribed")
+            await until(lambda: numsub(private_redis, a, "room") == 2, 15, message="resubscribed")
             await a.send("room", {"type": "t", "n": 2})
-            await until(lambda: here.got and there.got, what="delivery after the restart")
+            await until(lambda: here.got and there.got, message="delivery after the restart")
         assert here.got == there.got == [{"type": "t", "n": 2}]  # at most once: n=1 is lost
         gone = [r for r in caplog.records if "unavailable" in r.getMessage()]
         back = [r for r in caplog.records if "is back" in r.getMessage()]
@@ -200,9 +193,9 @@ async def test_unreachable_at_start_serves_on_logs_once_and_connects_when_redis_
             assert len(lines) == 1, lines  # once, however many retries
             with redis_server(directory) as server:
                 assert server.port == port
-                await until(lambda: numsub(server, layer, "room") == 1, 15, "the subscription")
+                await until(lambda: numsub(server, layer, "room") == 1, 15, message="subscribed")
                 await layer.send("room", {"type": "t"})
-                await until(lambda: inbox.got, what="the message")
+                await until(lambda: inbox.got, message="the message")
     finally:
         await layer.close()
 
