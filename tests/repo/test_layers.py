@@ -26,6 +26,10 @@ FORBIDDEN: list[tuple[str, str, frozenset[str]]] = [
     ("hybrid.lanes", "hybrid.bridge", frozenset()),
     ("hybrid.lanes", "hybrid.web", frozenset()),
     ("hybrid.lanes", "hybrid.db", frozenset()),
+    ("hybrid.groups", "hybrid.bridge", frozenset()),
+    ("hybrid.groups", "hybrid.web", frozenset()),
+    ("hybrid.groups", "hybrid.db", frozenset()),
+    ("hybrid.groups", "hybrid.lanes", frozenset()),
     ("hybrid.slots", "hybrid", frozenset()),  # the bottom: stdlib only
     ("hybrid", "hybrid.cli", CLI_ENTRY_POINTS),
     # The process model: the master's helpers never load the master, nor each other's side.
