@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlencode
@@ -127,9 +128,9 @@ async def test_admin_login_and_change_with_an_http_client(
     assert b"was changed successfully" in listing.body  # the messages framework, via cookies
 
 
-@pytest.fixture
-def chromium() -> Iterator[Any]:
-    """A headless Chromium driven by selenium, with a fresh profile."""
+@contextmanager
+def start_chromium() -> Iterator[Any]:
+    """A headless Chromium driven by selenium, with a fresh profile; quit afterwards."""
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -152,13 +153,25 @@ def chromium() -> Iterator[Any]:
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    except BaseException:
+        shutil.rmtree(profile, ignore_errors=True)
+        raise
     driver.set_page_load_timeout(30)
     try:
         yield driver
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    """A headless Chromium (:func:`start_chromium`); a test that needs a second browser
+    takes this fixture and starts the second with ``start_chromium()``."""
+    with start_chromium() as driver:
+        yield driver
 
 
 def test_admin_login_and_change_in_headless_chromium(
