@@ -13,10 +13,12 @@ run on the worker's loop, outside a request's lifecycle: write to the socket the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import Any
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar
 
-from tornado.websocket import WebSocketHandler
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from hybrid.groups.layer import Layer, current
 from hybrid.groups.members import Mailbox
@@ -34,16 +36,35 @@ _RESERVED = frozenset(dir(WebSocketHandler))
 
 
 class GroupsMixin:
-    """``group_add`` / ``group_discard`` and delivery by message type (see the module)."""
+    """``group_add`` / ``group_discard`` and delivery by message type (see the module).
+
+    ``groups = ["broadcast"]`` on the class joins those groups when a socket opens, before
+    ``open()`` runs, as a Channels consumer's ``groups`` does.
+    """
+
+    #: Groups every socket of the class joins when it opens (before ``open()`` runs).
+    groups: ClassVar[Sequence[str]] = ()
 
     _group_mailbox: Mailbox | None = None
     _group_names: dict[str, None] | None = None
     _group_layer: Layer | None = None
     _group_last_write: asyncio.Future[None] | None = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        method = cls.__dict__.get("open")
+        if method is not None and not getattr(method, "_hybrid_joins_groups", False):
+            setattr(cls, "open", _joining_groups_first(method))  # noqa: B010
+        for group in cls.groups:
+            check_group(group)
+
+    async def open(self, *args: Any, **kwargs: Any) -> None:
+        """Tornado's ``open``: here, join the class's ``groups``."""
+        await self._group_join_declared()
+
     @property
-    def groups(self) -> frozenset[str]:
-        """The groups this socket is in."""
+    def joined_groups(self) -> frozenset[str]:
+        """The groups this socket is in now."""
         return frozenset(self._group_names or ())
 
     async def group_add(self, group: str) -> None:
@@ -109,10 +130,20 @@ class GroupsMixin:
         super().on_connection_close()  # type: ignore[misc]
         self._group_leave_all()
 
+    async def _group_join_declared(self) -> None:
+        for group in type(self).groups:
+            await self.group_add(group)
+
     def _group_dispatch(self, message: dict[str, Any]) -> Awaitable[Any] | None:
         if self.ws_connection is None:  # type: ignore[attr-defined]
             return None
-        return self.on_group_message(message)
+        try:
+            result = self.on_group_message(message)
+        except WebSocketClosedError:  # closed under the handler: nothing to deliver to
+            return None
+        if result is not None and inspect.isawaitable(result):
+            return _closed_is_quiet(result)
+        return result
 
     def _group_flushed(self) -> asyncio.Future[None] | None:
         """None when what this socket wrote has left for the kernel, else the future of its
@@ -148,3 +179,23 @@ class GroupsMixin:
             self._group_mailbox.close()
         for group in list(self._group_names or ()):
             self._group_leave(group)
+
+
+async def _closed_is_quiet(awaitable: Awaitable[Any]) -> Any:
+    try:
+        return await awaitable
+    except WebSocketClosedError:
+        return None
+
+
+def _joining_groups_first(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def wrapper(self: GroupsMixin, *args: Any, **kwargs: Any) -> Any:
+        await self._group_join_declared()
+        result = method(self, *args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    wrapper._hybrid_joins_groups = True  # type: ignore[attr-defined]
+    return wrapper

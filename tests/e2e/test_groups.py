@@ -111,6 +111,14 @@ def test_a_message_sent_on_one_worker_reaches_sockets_on_every_worker(
             assert message["text"] == "hi from the first worker"
             assert message["from"] == a1.hello["pid"]
         other.nothing()
+        # Every socket is in "everyone" (the class's groups), on both workers.
+        status, _ = post(
+            f"http://127.0.0.1:{ports[1]}/hybrid/group-send/everyone",
+            b'{"type": "chat.message", "text": "to all"}',
+        )
+        assert status == 202
+        for sock in (a1, a2, b, other):
+            assert sock.receive_type("chat.message")["text"] == "to all"
     assert "Traceback" not in server.stderr
 
 

@@ -17,6 +17,8 @@ import hybrid
 
 
 class RoomSocket(hybrid.DjangoWebSocketHandler):
+    groups = ("everyone",)  # joined before open(), as a Channels consumer's
+
     async def open(self, room: str) -> None:
         self.room = f"room-{room}"
         await self.group_add(self.room)

@@ -49,9 +49,13 @@ class CatchAll(Member):
         self.write_message({"caught": message["type"]})
 
 
+class Broadcast(Member):
+    groups = ("broadcast",)  # joined before open() runs, as a Channels consumer's
+
+
 @pytest.fixture
 def app() -> Application:
-    return Application([(r"/member", Member), (r"/catchall", CatchAll)])
+    return Application([(r"/member", Member), (r"/catchall", CatchAll), (r"/broadcast", Broadcast)])
 
 
 @pytest.fixture
@@ -60,14 +64,21 @@ def layer() -> Iterator[LocalLayer]:
     try:
         yield groups_layer.install(LocalLayer(queue_limit=5))  # type: ignore[return-value]
     finally:
+        while _clients:
+            _clients.pop().close()
         groups_layer.reset()
         if previous is not None:
             groups_layer.install(previous)
 
 
+#: Client connections of the running test, closed by the ``layer`` fixture.
+_clients: list[WebSocketClientConnection] = []
+
+
 async def join(port: int, *groups: str, path: str = "/member") -> WebSocketClientConnection:
     query = "&".join(f"group={g}" for g in groups)
     conn = await websocket_connect(f"ws://127.0.0.1:{port}{path}?{query}")
+    _clients.append(conn)
     assert (await receive(conn))["type"] == "ready"
     return conn
 
@@ -294,3 +305,33 @@ def test_membership_reports_first_and_last_members() -> None:
     assert membership.discard("g", b) is True
     assert "g" not in membership and len(membership) == 0
     assert membership.deliver("g", {"type": "t"}) == 0
+
+
+@pytest.mark.gen_test
+async def test_groups_declared_on_the_class_are_joined_before_open(
+    http_server: object, http_port: int, layer: LocalLayer
+) -> None:
+    conn = await join(http_port, "room", path="/broadcast")
+    plain = await join(http_port, "room")
+    await hybrid.group_send("broadcast", {"type": "chat.message", "text": "all"})
+    assert await receive(conn) == {"type": "chat.message", "text": "all"}
+    await nothing_for(plain)
+    with pytest.raises(hybrid.GroupError, match="invalid group name"):
+        type("Bad", (Member,), {"groups": ("no spaces allowed",)})
+
+
+@pytest.mark.gen_test
+async def test_a_socket_closing_under_its_handler_is_not_an_error(
+    http_server: object, http_port: int, layer: LocalLayer, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = await join(http_port, "room")
+    members = layer.membership()._groups["room"]
+    (mailbox,) = members
+    handler = mailbox._dispatch.__self__  # type: ignore[attr-defined]
+    handler.close()  # closing: write_message now raises WebSocketClosedError
+    with caplog.at_level(logging.ERROR):
+        mailbox.put({"type": "chat.message", "text": "too late"})  # a racing delivery
+        mailbox.put({"type": "slow.echo", "text": "too late"})
+        await asyncio.sleep(0.1)
+    conn.close()
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
