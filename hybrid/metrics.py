@@ -16,11 +16,15 @@ import asyncio
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.web import RequestHandler
+
+if TYPE_CHECKING:
+    from hybrid.groups.layer import Layer
 
 __all__ = ["CONTENT_TYPE", "MetricsHandler", "WorkerMetrics", "aggregate"]
 
@@ -41,6 +45,7 @@ class WorkerMetrics:
         command_timeouts: Callable[[], float],
         db_in_use: Callable[[], float] | None = None,
         db_waiting: Callable[[], float] | None = None,
+        groups: Layer | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
@@ -85,8 +90,41 @@ class WorkerMetrics:
                 "Requests waiting for a free database thread.",
                 db_waiting,
             )
+        if groups is not None:
+            self._add_groups(groups, gauges)
         for name, (text, function) in gauges.items():
             Gauge(name, text, registry=self.registry).set_function(function)
+
+    def _add_groups(
+        self, groups: Layer, gauges: dict[str, tuple[str, Callable[[], float]]]
+    ) -> None:
+        """The groups backend's figures, read at each scrape (on the worker's loop)."""
+        gauges["hybrid_groups"] = (
+            "Groups with at least one socket on this worker.",
+            lambda: len(groups.membership()),
+        )
+        gauges["hybrid_group_memberships"] = (
+            "Sockets in groups on this worker (a socket in two groups counts twice).",
+            lambda: groups.membership().memberships(),
+        )
+        for name, text, function in (
+            (
+                "hybrid_group_deliveries",
+                "Group messages handed to this worker's sockets.",
+                lambda: groups.membership().delivered,
+            ),
+            (
+                "hybrid_group_slow_closes",
+                "Sockets closed with 1013 because group messages piled up for them.",
+                lambda: groups.slow_closes,
+            ),
+            (
+                "hybrid_group_send_failures",
+                "Group sends refused with GroupsUnavailable (Redis down or unreachable).",
+                lambda: groups.send_failures,
+            ),
+        ):
+            self.registry.register(_FunctionCounter(name, text, function))
 
     def observe(self, handler: RequestHandler) -> None:
         """Count one finished request (called from the application's ``log_request``)."""

@@ -35,6 +35,7 @@ from hybrid.db import setup as setup_native_db
 from hybrid.errors import HybridError, describe_exception
 from hybrid.eventloop import choose as choose_loop
 from hybrid.eventloop import describe as describe_loop
+from hybrid.groups.layer import Layer as GroupsLayer
 from hybrid.groups.layer import install as install_groups
 from hybrid.groups.layer import make_layer as make_groups_layer
 from hybrid.lanes import LanePool, close_lane_pools, install_lane_pool
@@ -163,7 +164,7 @@ class Worker:
             body_timeout=self.config.body_timeout,
         )
         server.add_sockets(self.sockets)
-        lag_probe = self._serve_metrics(app, lanes)
+        lag_probe = self._serve_metrics(app, lanes, groups)
         app.on_request_done = self._check_max_requests(app)
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
@@ -200,7 +201,9 @@ class Worker:
         await groups.close()
         return 0
 
-    def _serve_metrics(self, app: HybridApplication, lanes: LanePool) -> asyncio.Task[None] | None:
+    def _serve_metrics(
+        self, app: HybridApplication, lanes: LanePool, groups: GroupsLayer
+    ) -> asyncio.Task[None] | None:
         """With ``--metrics-port``: serve ``/metrics`` on this worker's private listener
         and start the event-loop lag probe. Returns the probe's task."""
         if not self.metrics_sockets:
@@ -211,6 +214,7 @@ class Worker:
             command_timeouts=command_timeouts,
             db_in_use=lambda: lanes.busy,
             db_waiting=lambda: lanes.waiting,
+            groups=groups,
         )
         app.metrics = metrics
         server = HTTPServer(Application([(r"/metrics", MetricsHandler, {"metrics": metrics})]))

@@ -49,6 +49,10 @@ class Layer(ABC):
     ) -> None:
         self.message_limit = message_limit
         self.queue_limit = queue_limit
+        #: Sockets closed with 1013 because their queue overflowed.
+        self.slow_closes = 0
+        #: Messages refused on the sender's side because the backend was unavailable.
+        self.send_failures = 0
 
     @abstractmethod
     def membership(self) -> Membership:

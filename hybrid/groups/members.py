@@ -109,6 +109,8 @@ class Membership:
 
     def __init__(self) -> None:
         self._groups: dict[str, dict[Mailbox, None]] = {}
+        #: Copies handed to members so far (the ``hybrid_group_deliveries`` metric).
+        self.delivered = 0
 
     def add(self, group: str, mailbox: Mailbox) -> bool:
         """Put ``mailbox`` in ``group``; True when the group was empty on this loop."""
@@ -150,4 +152,9 @@ class Membership:
             return 0
         for mailbox in list(members):
             mailbox.put(dict(message))
+        self.delivered += len(members)
         return len(members)
+
+    def memberships(self) -> int:
+        """Sockets in groups here, a socket in two groups counted twice."""
+        return sum(len(members) for members in self._groups.values())

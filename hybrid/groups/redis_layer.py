@@ -146,6 +146,7 @@ class RedisLayer(Layer):
             raise self.unavailable(group, exc) from None
 
     def unavailable(self, group: str, exc: BaseException) -> GroupsUnavailable:
+        self.send_failures += 1
         reason = str(exc) or type(exc).__name__
         return GroupsUnavailable(
             f"group message for {group!r} not sent: Redis at {self.name} is unavailable "

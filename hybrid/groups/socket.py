@@ -156,6 +156,8 @@ class GroupsMixin:
         return last
 
     def _group_overflow(self) -> None:
+        if self._group_layer is not None:
+            self._group_layer.slow_closes += 1
         mailbox = self._group_mailbox
         app_log.warning(
             "%s: WebSocket %s closed with 1013: %d group messages waited for a slow client",

@@ -236,6 +236,7 @@ async def test_a_client_that_stops_reading_is_closed_with_1013_and_costs_bounded
     assert layer.membership().members("room") == 1, "the stalled socket was never dropped"
     assert n < 150, f"{n} messages of 200 KB were buffered for a client that reads nothing"
     assert any("closed with 1013" in r.getMessage() for r in caplog.records)
+    assert layer.slow_closes == 1
     # Everything it was sent before, then the close frame: code 1013.
     stalled.setblocking(False)
     data = bytearray()
@@ -335,3 +336,24 @@ async def test_a_socket_closing_under_its_handler_is_not_an_error(
         await asyncio.sleep(0.1)
     conn.close()
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.gen_test
+async def test_the_worker_metrics_count_groups_members_deliveries_and_slow_closes(
+    http_server: object, http_port: int, layer: LocalLayer
+) -> None:
+    from hybrid.metrics import WorkerMetrics
+
+    metrics = WorkerMetrics(
+        inflight=lambda: 0, commands_running=lambda: 0, command_timeouts=lambda: 0, groups=layer
+    )
+    await join(http_port, "room-1", "room-2")
+    await join(http_port, "room-1")
+    await hybrid.group_send("room-1", {"type": "chat.message"})
+    layer.slow_closes += 1  # as an overflowing socket counts itself
+    text = metrics.render().decode()
+    assert "hybrid_groups 2.0" in text
+    assert "hybrid_group_memberships 3.0" in text
+    assert "hybrid_group_deliveries_total 2.0" in text
+    assert "hybrid_group_slow_closes_total 1.0" in text
+    assert "hybrid_group_send_failures_total 0.0" in text

@@ -152,6 +152,7 @@ async def test_redis_killed_and_restarted_sends_fail_fast_then_delivery_resumes(
             assert time.monotonic() - started < 3
             assert caught.value.group == "room" and caught.value.backend == a.name
             assert "nothing was delivered" in str(caught.value)
+            assert a.send_failures == 1
             with pytest.raises(hybrid.GroupsUnavailable):
                 await asyncio.get_running_loop().run_in_executor(
                     None, a.send_sync, "room", {"type": "t"}
