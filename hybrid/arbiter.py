@@ -48,6 +48,7 @@ from hybrid.procutil import (
     rss_mb,
 )
 from hybrid.protocol import Blocked, BootError, Heartbeat, Ready, Recycle, parse, split_lines
+from hybrid.sidecars import STOP_SLACK, Sidecars
 from hybrid.sockets import bind_metrics_ports, bind_ports, close_sockets
 from hybrid.worker import BOOT_ERROR_EXIT, Worker
 
@@ -135,6 +136,8 @@ class Arbiter:
         self._next_rss_check = 0.0
         #: The supervised nginx (``--nginx PORT``), started once every port serves.
         self.nginx: NginxProcess | None = None
+        #: Celery workers and beat (``--celery``, ``--celery-beat``).
+        self.sidecars = Sidecars(config)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -178,12 +181,16 @@ class Arbiter:
                 self._advance_replacement()
                 self._manage_workers()
                 self._manage_nginx()
+                self.sidecars.manage()
+                self.sidecars.kill_overdue()
                 self._write_status()
         finally:
             self._stopping = True
             if self.nginx is not None and self.nginx.pid is not None:
                 self.nginx.begin_stop()  # stop accepting first; in-flight requests finish
+            self.sidecars.begin_stop()  # Celery's warm shutdown, alongside the drain
             self._stop_workers()
+            self._stop_sidecars()
             self._stop_nginx()
             self._kill_orphans()
             self._close()
@@ -221,6 +228,7 @@ class Arbiter:
                 if self.nginx is not None and self.nginx.pid is not None
                 else None
             ),
+            "celery": self.sidecars.status(),
             "workers": [
                 {
                     "port": w.port,
@@ -307,6 +315,7 @@ class Arbiter:
         """Queue a rolling replacement of every port (SIGHUP). A reload asked for during
         a reload starts over, so every port ends up running the newest code."""
         gen_log.info("master %d reloading: replacing workers one port at a time", self.pid)
+        self.sidecars.reload()
         self._replace_queue = list(self.config.ports)
         self._reloads += 1
         self._reload_abandoned = None
@@ -407,6 +416,9 @@ class Arbiter:
                 return
             if pid == 0:
                 return
+            if self.sidecars.reaped(pid, status, stopping_all=self._stopping):
+                self._status_changed()
+                continue
             if self.nginx is not None and pid == self.nginx.pid:
                 self.nginx.reaped(status)
                 if not self._stopping:
@@ -634,10 +646,34 @@ class Arbiter:
             os.close(worker.notify_fd)
         self.workers.clear()
 
+    def _stop_sidecars(self) -> None:
+        """Wait for the Celery processes' warm shutdown (begun with the workers' drain), up
+        to the graceful timeout; kill their process groups after that."""
+        deadline = time.monotonic() + self.config.graceful_timeout + STOP_SLACK
+        while self.sidecars.pids() and time.monotonic() < deadline:
+            if any(s in (signal.SIGINT, signal.SIGQUIT) for s in self._signal_queue):
+                break
+            if self._wake_r >= 0:
+                self._wait(0.1)
+            else:
+                time.sleep(0.05)
+            self._reap()
+        for pid in self.sidecars.pids():
+            gen_log.warning("celery process %d did not stop in time; killing it", pid)
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                kill_quietly(pid, signal.SIGKILL)
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                continue
+            self.sidecars.reaped(pid, status, stopping_all=True)
+
     def _kill_orphans(self) -> None:
         """Kill and reap what dead workers left behind (commands in their own process
         groups, adopted by the master as subreaper): nothing of the session survives."""
-        ours = set(self.workers)
+        ours = set(self.workers) | self.sidecars.pids()
         if self.nginx is not None and self.nginx.pid is not None:
             ours.add(self.nginx.pid)
         for pid in children_of(self.pid):

@@ -30,6 +30,7 @@ from hybrid.errors import ConfigError, ControlError, HybridError
 from hybrid.eventloop import check as check_loop
 from hybrid.groups.layer import check as check_groups
 from hybrid.log import configure_logging
+from hybrid.sidecars import check as check_sidecars
 
 __all__ = ["add_serve_arguments", "main", "run_serve"]
 
@@ -52,6 +53,16 @@ def add_serve_arguments(parser: argparse.ArgumentParser, *, django_builtins: boo
 
 
 def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
+    if option.bare:
+        parser.add_argument(
+            option.flag,
+            dest=option.name,
+            default=None,
+            action="store_const",
+            const=True,
+            help=f"{option.help} [env {option.env}]",
+        )
+        return
     parser.add_argument(
         option.flag,
         dest=option.name,
@@ -84,6 +95,7 @@ def run_serve(cli_values: dict[str, object], prog: str) -> int:
         # uvloop asked for and not installed: one line now, not a worker that cannot boot.
         check_loop(config.loop, config.sources)
         check_groups(config)
+        check_sidecars(config)
     except ConfigError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

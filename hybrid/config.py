@@ -256,6 +256,19 @@ def _parse_groups(value: object) -> str | None:
     return text
 
 
+def _parse_celery(value: object) -> tuple[str, ...]:
+    """Celery worker commands, ``worker --concurrency 4``: a list (``--celery`` given
+    several times, a list in ``settings.HYBRID``) or one string, several separated by ``;``
+    (the environment variable). Checked further where they are started (hybrid.sidecars)."""
+    if isinstance(value, str):
+        items: list[object] = list(value.split(";"))
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ValueError("expected Celery worker commands like 'worker --concurrency 4'")
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
 def _parse_port(value: object) -> int:
     ports = parse_ports(value)
     if len(ports) != 1:
@@ -342,6 +355,9 @@ class Option:
     in_settings: bool = True
     #: True for options given several times on the command line (``--static``).
     repeat: bool = False
+    #: True for a boolean that is a bare flag on the command line (``--celery-beat``); its
+    #: environment variable and settings key still take true/false.
+    bare: bool = False
 
     @property
     def env(self) -> str:
@@ -602,6 +618,31 @@ OPTIONS: tuple[Option, ...] = (
         "SIZE",
     ),
     Option(
+        "celery",
+        "--celery",
+        _parse_celery,
+        "run a Celery worker under the master with these arguments, e.g. 'worker "
+        "--concurrency 4' (repeatable: one process each; pip install 'hybrid[celery]')",
+        "ARGS",
+        repeat=True,
+    ),
+    Option(
+        "celery_beat",
+        "--celery-beat",
+        _parse_bool,
+        "run Celery beat under the master too, for the periodic tasks of "
+        "CELERY_BEAT_SCHEDULE (default off)",
+        bare=True,
+    ),
+    Option(
+        "celery_app",
+        "--celery-app",
+        _parse_optional_str,
+        "the Celery app, as celery -A takes it (default: the settings module's package, "
+        "e.g. mysite for mysite.settings, whose celery.py defines app)",
+        "APP",
+    ),
+    Option(
         "loop",
         "--loop",
         _parse_loop,
@@ -654,6 +695,9 @@ class Config:
     native_mysql: bool = True
     gc_threshold: int = 50_000
     groups: str | None = None
+    celery: tuple[str, ...] = ()
+    celery_beat: bool = False
+    celery_app: str | None = None
     group_queue: int = 100
     group_max_message: int = 256 * 1024
     loop: str = "auto"

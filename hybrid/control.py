@@ -120,14 +120,16 @@ def metrics_urls(status: dict[str, Any]) -> dict[int, str]:
 
 def format_status(status: dict[str, Any], now: float | None = None) -> str:
     """A status as ``hybrid status`` prints it: the master's line, then a table with one
-    row per worker (its event loop last)."""
+    row per worker (its event loop last), then one row per Celery process, if any."""
     now = time.time() if now is None else now
     nginx = status.get("nginx")
     lines = [
         f"master {status['master']}, up {_duration(now - status['started'])}"
         + (f", nginx {nginx['pid']} on port {nginx['port']}" if nginx else "")
     ]
-    rows = [("PORT", "PID", "STATE", "UPTIME", "REQUESTS", "RSS MB", "RESTARTS", "LOOP")]
+    rows: list[tuple[str, ...]] = [
+        ("PORT", "PID", "STATE", "UPTIME", "REQUESTS", "RSS MB", "RESTARTS", "LOOP")
+    ]
     for w in status["workers"]:
         rss = "-" if w["rss_mb"] is None else f"{w['rss_mb']:.0f}"
         rows.append(
@@ -142,10 +144,31 @@ def format_status(status: dict[str, Any], now: float | None = None) -> str:
                 w.get("loop") or "-",  # none while booting (and from an older master)
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        lines.append("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
+    lines += _table(rows)
+    celery = status.get("celery") or []
+    if celery:
+        rows = [("CELERY", "PID", "STATE", "UPTIME", "RESTARTS")]  # a second table
+        for c in celery:
+            running = c["pid"] is not None
+            rows.append(
+                (
+                    c["name"],
+                    str(c["pid"]) if running else "-",
+                    c["state"],
+                    _duration(now - c["started"]) if running else "-",
+                    str(c["restarts"]),
+                )
+            )
+        lines += _table(rows)
     return "\n".join(lines)
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
 
 
 def _duration(seconds: float) -> str:

@@ -8,7 +8,7 @@ import ctypes
 import os
 import resource
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 __all__ = [
     "become_subreaper",
@@ -17,6 +17,7 @@ __all__ = [
     "group_alive",
     "is_running",
     "kill_quietly",
+    "parent_death_signal",
     "raise_open_files_limit",
     "rss_mb",
     "started_after",
@@ -158,3 +159,21 @@ def raise_open_files_limit(wanted: int = OPEN_FILES_WANTED) -> int:
         except (ValueError, OSError):
             pass
     return soft
+
+
+def parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` making the child receive SIGTERM when the master dies (Linux), so a
+    SIGKILLed master leaves no nginx holding its port and no Celery worker behind."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:  # runs in the child between fork and exec
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+        if os.getppid() != parent:  # the parent died before prctl
+            os._exit(1)
+
+    return preexec

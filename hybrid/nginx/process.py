@@ -8,7 +8,6 @@ others. :class:`NginxProcess` checks this and names the ``chmod`` to run.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import pwd
@@ -19,7 +18,6 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from hybrid.config import Config
@@ -34,26 +32,9 @@ from hybrid.nginx.binary import (
     strip_log_line,
 )
 from hybrid.nginx.render import DEFAULT_LISTEN_PORT, format_address, render_config
+from hybrid.procutil import parent_death_signal
 
 __all__ = ["NginxProcess"]
-
-
-def _set_parent_death_signal() -> Callable[[], None] | None:
-    """A ``preexec_fn`` making the child receive SIGTERM when the master dies (Linux), so a
-    SIGKILLed master does not leave nginx holding its port."""
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:  # runs in the child between fork and exec
-        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
-        if os.getppid() != parent:  # the parent died before prctl
-            os._exit(1)
-
-    return preexec
 
 
 class NginxProcess:
@@ -191,7 +172,7 @@ class NginxProcess:
                 stdin=subprocess.DEVNULL,
                 start_new_session=False,
                 process_group=0,
-                preexec_fn=_set_parent_death_signal(),
+                preexec_fn=parent_death_signal(),
             )
         except BaseException:
             if self._given_prefix is None and self._proc is None:
