@@ -136,7 +136,17 @@ class LocalLayer(Layer):
 
     def send_sync(self, group: str, message: dict[str, Any]) -> None:
         refuse_on_loop("group_send_sync")
-        self._fan_out(group, self.encode(group, message))
+        data = self.encode(group, message)
+        if not self._loops and not self._warned:
+            # A management command or a Celery task with the default backend: nobody here
+            # has sockets, so the message goes nowhere. Say it once.
+            self._warned = True
+            gen_log.warning(
+                "groups: in-process backend in a process without sockets: group messages "
+                "sent from here reach nobody; set HYBRID['groups'] = 'redis://HOST:6379/0' "
+                "(or HYBRID_GROUPS) here and in the workers"
+            )
+        self._fan_out(group, data)
 
     def _fan_out(self, group: str, data: bytes) -> None:
         try:
@@ -215,12 +225,14 @@ def current() -> Layer:
 
 def _config_outside_a_worker() -> Config:
     from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
 
     from hybrid.config import Config
 
-    options: dict[str, Any] = {}
-    if settings.configured:
+    try:  # settings are read on first access, from DJANGO_SETTINGS_MODULE
         hybrid = getattr(settings, "HYBRID", None) or {}
-        keys = ("groups", "group_queue", "group_max_message")
-        options = {key: hybrid[key] for key in keys if key in hybrid}
+    except ImproperlyConfigured:  # no Django settings in this process: environment only
+        hybrid = {}
+    keys = ("groups", "group_queue", "group_max_message")
+    options = {key: hybrid[key] for key in keys if key in hybrid}
     return Config.from_sources(django_options=options)

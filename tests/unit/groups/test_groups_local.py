@@ -357,3 +357,33 @@ async def test_the_worker_metrics_count_groups_members_deliveries_and_slow_close
     assert "hybrid_group_deliveries_total 2.0" in text
     assert "hybrid_group_slow_closes_total 1.0" in text
     assert "hybrid_group_send_failures_total 0.0" in text
+
+
+def test_sending_from_a_process_without_sockets_says_once_it_reaches_nobody(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lonely = LocalLayer()
+    with caplog.at_level(logging.WARNING, logger="hybrid.general"):
+        lonely.send_sync("room", {"type": "t"})
+        lonely.send_sync("room", {"type": "t"})
+    lines = [r.getMessage() for r in caplog.records if "reach nobody" in r.getMessage()]
+    assert len(lines) == 1 and "HYBRID_GROUPS" in lines[0]
+
+
+def test_outside_a_worker_the_backend_comes_from_settings_and_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.test import override_settings
+
+    previous = groups_layer.reset()
+    try:
+        with override_settings(HYBRID={"groups": "redis://127.0.0.1:6399/2", "group_queue": 7}):
+            layer = groups_layer.current()
+            assert layer.name == "redis://127.0.0.1:6399/2" and layer.queue_limit == 7
+        groups_layer.reset()
+        monkeypatch.setenv("HYBRID_GROUPS", "memory://")
+        assert isinstance(groups_layer.current(), LocalLayer)
+    finally:
+        groups_layer.reset()
+        if previous is not None:
+            groups_layer.install(previous)
