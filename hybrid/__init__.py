@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from hybrid import tasks as tasks  # noqa: E402  # hybrid.tasks.wait(...) after `import hybrid`
 from hybrid.arbiter import serve
 from hybrid.bridge import (
     DjangoHandler,
@@ -27,6 +28,8 @@ from hybrid.errors import (
     HybridError,
     NginxError,
     ServerError,
+    TasksUnavailable,
+    TaskTimeout,
     UnsupportedVersionError,
     WorkerBootError,
 )
@@ -79,6 +82,8 @@ __all__ = [
     "OutputEvent",
     "ServerError",
     "Subprocess",
+    "TaskTimeout",
+    "TasksUnavailable",
     "UnsupportedVersionError",
     "WorkerBootError",
     "__version__",

@@ -14,6 +14,12 @@
     │                            `limit` (also a ValueError)
     ├── GroupsUnavailable        the groups backend (Redis) cannot take a message now;
     │                            `group`, `backend`, `reason` (also a ConnectionError)
+    ├── TaskTimeout              a Celery task's result did not come within `timeout`
+    │                            (hybrid.tasks.wait); `task_id`, `timeout` (also a
+    │                            TimeoutError)
+    ├── TasksUnavailable         the Celery broker (Redis) cannot take a task now
+    │                            (hybrid.tasks.delay); `broker`, `reason` (also a
+    │                            ConnectionError)
     ├── ServerError              the process model could not do its job
     │   ├── BindError            a port could not be bound; `host`, `port`, `errno`
     │   ├── WorkerBootError      a worker failed while booting; `port`, `reason`
@@ -49,6 +55,8 @@ __all__ = [
     "HybridError",
     "NginxError",
     "ServerError",
+    "TaskTimeout",
+    "TasksUnavailable",
     "UnsupportedVersionError",
     "WorkerBootError",
 ]
@@ -162,6 +170,30 @@ class GroupsUnavailable(HybridError, ConnectionError):
         super().__init__(message)
         self.group = group
         self.backend = backend
+        self.reason = reason
+
+
+class TaskTimeout(HybridError, TimeoutError):
+    """A Celery task's result did not come within ``timeout`` seconds
+    (:func:`hybrid.tasks.wait`); the task itself was left alone. ``task_id``, ``timeout``."""
+
+    def __init__(self, message: str, *, task_id: str, timeout: float) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.timeout = timeout
+
+
+class TasksUnavailable(HybridError, ConnectionError):
+    """The Celery broker could not take a task: Redis (or RabbitMQ) is down or unreachable.
+
+    Raised by :func:`hybrid.tasks.delay` and :func:`hybrid.tasks.apply_async`; the task
+    was not sent. ``broker`` is the broker's URL without its password, ``reason`` what the
+    client said.
+    """
+
+    def __init__(self, message: str, *, broker: str, reason: str) -> None:
+        super().__init__(message)
+        self.broker = broker
         self.reason = reason
 
 

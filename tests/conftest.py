@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from waiting import wait_until
 
-pytest_plugins = ["loops"]
+pytest_plugins = ["loops", "celery_workers"]
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_DIR = TESTS_DIR.parent

@@ -10,6 +10,7 @@ made from one of these modules and nowhere else:
 * :mod:`hybrid._compat.aiomysql`
 * :mod:`hybrid._compat.asyncio`
 * :mod:`hybrid._compat.asgiref`
+* :mod:`hybrid._compat.celery`
 
 Each module declares what it needs as :class:`Internal` entries (the dotted name, a
 one-line reason, a probe) and the versions it is verified on. :func:`check` runs every
@@ -17,7 +18,7 @@ probe at startup (the master before it forks, each worker before it serves): a m
 internal raises :class:`~hybrid.errors.UnsupportedVersionError` naming the library, its
 version, what is missing and the supported range, instead of an ``AttributeError`` in the
 middle of a request. Libraries that are not installed (aiomysql without the ``mysql``
-extra) are not checked.
+extra, celery without the ``celery`` extra) are not checked.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ MODULES = (
     "hybrid._compat.aiomysql",
     "hybrid._compat.asyncio",
     "hybrid._compat.asgiref",
+    "hybrid._compat.celery",
 )
 
 

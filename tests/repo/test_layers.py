@@ -30,6 +30,11 @@ FORBIDDEN: list[tuple[str, str, frozenset[str]]] = [
     ("hybrid.groups", "hybrid.web", frozenset()),
     ("hybrid.groups", "hybrid.db", frozenset()),
     ("hybrid.groups", "hybrid.lanes", frozenset()),
+    ("hybrid.tasks", "hybrid.bridge", frozenset()),  # tasks may use groups, not the server
+    ("hybrid.tasks", "hybrid.web", frozenset()),
+    ("hybrid.tasks", "hybrid.worker", frozenset()),
+    ("hybrid.tasks", "hybrid.db", frozenset()),
+    ("hybrid.tasks", "hybrid.lanes", frozenset()),
     ("hybrid.slots", "hybrid", frozenset()),  # the bottom: stdlib only
     ("hybrid", "hybrid.cli", CLI_ENTRY_POINTS),
     # The process model: the master's helpers never load the master, nor each other's side.

@@ -56,5 +56,7 @@ def test_every_error_is_exported_and_drawn_in_the_one_tree() -> None:
         assert name in hybrid.__all__ and getattr(hybrid, name) is cls, f"{name} not exported"
         line = rf"^ *(?:[│ ]*[├└]── )?{name} "
         assert re.search(line, tree, re.MULTILINE), f"{name} is not drawn in hybrid/errors.py"
-    drawn = re.findall(r"^[ │├└─]*(\w+Error|Command\w+|\w+Unavailable) ", tree, re.MULTILINE)
+    drawn = re.findall(
+        r"^[ │├└─]*(\w+Error|Command\w+|\w+Unavailable|\w+Timeout) ", tree, re.MULTILINE
+    )
     assert sorted(drawn) == sorted(c.__name__ for c in found), "the tree names a class that is gone"

@@ -149,6 +149,7 @@ def test_the_default_check_covers_every_compat_module() -> None:
         "hybrid._compat.aiomysql",
         "hybrid._compat.asyncio",
         "hybrid._compat.asgiref",
+        "hybrid._compat.celery",
     }
 
 
