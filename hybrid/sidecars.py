@@ -3,7 +3,7 @@
 ``hybrid serve --celery "worker --concurrency 4" --celery-beat`` starts
 ``python -m celery -A APP worker --concurrency 4`` and ``python -m celery -A APP beat`` as
 children of the master, with the project's settings (``DJANGO_SETTINGS_MODULE``, the
-Python path) and the master's stderr, so their logs go where the workers' go. The master:
+Python path, the groups backend as ``HYBRID_GROUPS``) and the master's stderr, so their logs go where the workers' go. The master:
 
 * **restarts one that dies**, after a pause that doubles from 1 s up to 30 s while it keeps
   dying young (alive 60 s, the pause is back to 1 s). One that dies within 10 s of its
@@ -208,6 +208,10 @@ class Sidecars:
         if env.get("PYTHONPATH"):
             path.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(path)
+        if config.groups:
+            # Tasks send group messages (hybrid.tasks.progress) to the web workers' backend,
+            # however the master was told of it (--groups included).
+            env["HYBRID_GROUPS"] = config.groups
         self.items = [
             Sidecar(name, argv, env, exclusive=name == "celery beat")
             for name, argv in celery_commands(config)

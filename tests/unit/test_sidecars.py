@@ -93,3 +93,18 @@ def test_status_lists_the_celery_processes() -> None:
     assert "       CELERY  PID    STATE  UPTIME  RESTARTS" in text
     assert "celery worker   12  running   1m05s         1" in text
     assert "  celery beat    -  waiting       -         0" in text
+
+
+def test_celery_processes_get_the_settings_path_and_groups_backend() -> None:
+    from hybrid.sidecars import Sidecars
+
+    config = Config(
+        settings="mysite.settings",
+        pythonpath="/srv/lib",
+        celery=("worker",),
+        groups="redis://127.0.0.1:6379/0",
+    )
+    (sidecar,) = Sidecars(config).items
+    assert sidecar.env["DJANGO_SETTINGS_MODULE"] == "mysite.settings"
+    assert "/srv/lib" in sidecar.env["PYTHONPATH"].split(":")
+    assert sidecar.env["HYBRID_GROUPS"] == "redis://127.0.0.1:6379/0"
