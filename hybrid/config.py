@@ -269,6 +269,52 @@ def _parse_celery(value: object) -> tuple[str, ...]:
     return tuple(str(item).strip() for item in items if str(item).strip())
 
 
+def _parse_upstreams(value: object) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """``HOST:PORTS`` entries, one per host: ``10.0.0.1:8001-8004``, ``[fd00::1]:8001``
+    (a list, or one string separated by spaces). PORTS as ``--ports`` takes them."""
+    if isinstance(value, str):
+        items = value.split()
+    elif isinstance(value, (list, tuple)):
+        items = [part for item in value for part in str(item).split()]
+    else:
+        raise ValueError("expected HOST:PORTS entries like 10.0.0.1:8001-8004")
+    result: list[tuple[str, tuple[int, ...]]] = []
+    for item in items:
+        text = str(item).strip()
+        if text.startswith("["):
+            host, bracket, rest = text[1:].partition("]")
+            ports = rest[1:] if bracket and rest.startswith(":") else ""
+        else:
+            host, _, ports = text.rpartition(":")
+        if not host or not ports or any(c in host for c in ",;{}'\" \t"):
+            raise ValueError(
+                f"{text!r} is not HOST:PORTS: write one host per entry, e.g. "
+                "10.0.0.1:8001-8004 (give the option again for another host)"
+            )
+        try:
+            result.append((host, parse_ports(ports)))
+        except ConfigError as exc:
+            raise ValueError(f"{text!r}: {exc}") from None
+    return tuple(result)
+
+
+def _parse_optional_file(value: object) -> str | None:
+    """A path, made absolute; whether it exists is checked where it is used."""
+    if value is None or str(value).strip() == "":
+        return None
+    return os.path.abspath(os.path.expanduser(str(value).strip()))
+
+
+def _parse_access_log(value: object) -> str:
+    """``-`` (stderr, through the hybrid.access logger), ``off``, or a file path."""
+    text = str(value).strip()
+    if text in ("-", "off"):
+        return text
+    if not text:
+        raise ValueError("expected -, off or a file path")
+    return os.path.abspath(os.path.expanduser(text))
+
+
 def _parse_port(value: object) -> int:
     ports = parse_ports(value)
     if len(ports) != 1:
@@ -507,6 +553,38 @@ OPTIONS: tuple[Option, ...] = (
         "ADDR",
     ),
     Option(
+        "upstream",
+        "--upstream",
+        _parse_upstreams,
+        "workers on other hosts for nginx to balance over too, HOST:PORTS, e.g. "
+        "10.0.0.2:8001-8004 (repeatable, one host each; this host's --ports stay in)",
+        "HOST:PORTS",
+        repeat=True,
+    ),
+    Option(
+        "certfile",
+        "--certfile",
+        _parse_optional_file,
+        "TLS certificate (PEM, with its chain): nginx listens with TLS, or the workers do "
+        "when there is no --nginx (needs --keyfile)",
+        "FILE",
+    ),
+    Option(
+        "keyfile",
+        "--keyfile",
+        _parse_optional_file,
+        "the TLS certificate's private key (PEM)",
+        "FILE",
+    ),
+    Option(
+        "redirect_port",
+        "--redirect-port",
+        _parse_optional_port,
+        "with --certfile: a plain-HTTP port on which nginx redirects every request to "
+        "https (e.g. 80)",
+        "PORT",
+    ),
+    Option(
         "server_name",
         "--server-name",
         _parse_str,
@@ -651,6 +729,37 @@ OPTIONS: tuple[Option, ...] = (
         "LOOP",
     ),
     Option(
+        "name",
+        "--name",
+        _parse_optional_str,
+        "the name in process titles, hybrid: master [NAME] (default: the settings "
+        "module's package)",
+        "NAME",
+    ),
+    Option(
+        "access_log",
+        "--access-log",
+        _parse_access_log,
+        "where the access log goes: - (stderr, the hybrid.access logger), a FILE, or off "
+        "(default -)",
+        "FILE",
+    ),
+    Option(
+        "access_log_format",
+        "--access-log-format",
+        _parse_optional_str,
+        "access log line in gunicorn's atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(b)s %(M)sms "
+        "%({x-request-id}i)s' (default: METHOD URI STATUS TIMEms port=PORT)",
+        "FORMAT",
+    ),
+    Option(
+        "reload",
+        "--reload",
+        _parse_bool,
+        "development only: restart the workers when a file of the project changes (default off)",
+        bare=True,
+    ),
+    Option(
         "log_level",
         "--log-level",
         _parse_log_level,
@@ -684,6 +793,10 @@ class Config:
     xheaders: bool = True
     nginx: int | None = None
     nginx_host: str | None = None
+    upstream: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    certfile: str | None = None
+    keyfile: str | None = None
+    redirect_port: int | None = None
     server_name: str = "_"
     static: tuple[tuple[str, str], ...] = ()
     trusted_proxies: tuple[str, ...] = ()
@@ -701,6 +814,10 @@ class Config:
     group_queue: int = 100
     group_max_message: int = 256 * 1024
     loop: str = "auto"
+    name: str | None = None
+    access_log: str = "-"
+    access_log_format: str | None = None
+    reload: bool = False
     log_level: str = "info"
     #: Where each value came from, for messages: ``{"ports": "--ports", ...}``.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
