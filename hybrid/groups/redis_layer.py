@@ -15,13 +15,14 @@ Order: Redis delivers the messages of one channel in the order it received them,
 sender's pipeline keeps its order, so the messages one sender sends to a group arrive in
 that order at every member.
 
-Faults. The subscriber reconnects by itself, with exponential backoff (0.1 s doubling up
-to 5 s, with jitter), resubscribes to every group that has members here, and says so in
-the log once per outage (one line when Redis goes, one when it is back); sockets stay
-open throughout and messages sent during the outage are lost for them (at most once). A
-send while Redis is down or unreachable raises :class:`GroupsUnavailable` on the sender's
-side within the connect timeout (2 s by default; ``?socket_connect_timeout=`` in the URL).
-A worker that starts while Redis is unreachable serves anyway and keeps retrying.
+Faults. The subscriber (:class:`hybrid.subscriber.Subscriber`) reconnects by itself, with
+exponential backoff (0.1 s doubling up to 5 s, with jitter), resubscribes to every group
+that has members here, and says so in the log once per outage (one line when Redis goes,
+one when it is back); sockets stay open throughout and messages sent during the outage
+are lost for them (at most once). A send while Redis is down or unreachable raises
+:class:`GroupsUnavailable` on the sender's side within the connect timeout (2 s by
+default; ``?socket_connect_timeout=`` in the URL). A worker that starts while Redis is
+unreachable serves anyway and keeps retrying.
 
 Pub/sub channels are shared by every database of a Redis server: the channel name carries
 the URL's database number (``hybrid.groups:0:room-42``), so projects that share a server
@@ -32,8 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
-import time
 import weakref
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -43,6 +42,7 @@ from hybrid.groups.layer import Layer, refuse_on_loop
 from hybrid.groups.members import Mailbox, Membership
 from hybrid.groups.message import check_group, decode
 from hybrid.log import gen_log
+from hybrid.subscriber import Subscriber
 
 if TYPE_CHECKING:
     import redis as redis_sync
@@ -50,9 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisLayer", "display_url"]
 
-#: Reconnect backoff of the subscriber: first wait, and the cap it doubles up to.
-BACKOFF_FIRST = 0.1
-BACKOFF_MAX = 5.0
 #: How long ``group_add`` waits for Redis to confirm a new subscription before it returns
 #: anyway (the subscription then completes in the background).
 SUBSCRIBE_WAIT = 5.0
@@ -116,7 +113,7 @@ class RedisLayer(Layer):
         return self.link().membership
 
     async def start(self) -> None:
-        self.link().start_subscriber()
+        self.link().start()
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
@@ -195,36 +192,61 @@ def _defaults(url: str) -> dict[str, Any]:
     return {key: value for key, value in defaults.items() if key not in given}
 
 
-class _Link:
-    """One loop's subscriber and publisher (see the module docs)."""
+class _Link(Subscriber):
+    """One loop's subscriber (:class:`hybrid.subscriber.Subscriber`) and publisher."""
 
     def __init__(self, layer: RedisLayer, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(
+            loop,
+            what="groups: Redis",
+            name=layer.name,
+            down_note="sockets stay open, reconnecting with backoff; sends fail with "
+            "GroupsUnavailable meanwhile",
+            back_note="resubscribed %d group(s)",
+        )
         self.layer = layer
-        self.loop = loop
         self.membership = Membership()
-        self._sub_client: redis_async.Redis | None = None
+        self._prefix = len(layer.prefix)
         self._pub_client: redis_async.Redis | None = None
-        self._pubsub: Any = None  # redis.asyncio.client.PubSub while connected
-        self._reader: asyncio.Task[None] | None = None
         self._confirm: dict[bytes, list[asyncio.Future[None]]] = {}
         self._outbox: list[tuple[str, bytes, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._down_since: float | None = None
-        self._closing = False
+
+    # -- the subscriber's side -------------------------------------------------------
+
+    def client(self) -> redis_async.Redis:
+        return self.layer.client("sub", retries=0)
+
+    def wanted(self) -> list[bytes]:
+        return [self.layer.channel(group) for group in self.membership]
+
+    def message(self, channel: bytes, data: Any) -> None:
+        group = channel[self._prefix :].decode()
+        if group not in self.membership:
+            return  # left since; the UNSUBSCRIBE is on its way
+        try:
+            decoded = decode(data)
+        except ValueError:
+            gen_log.error("groups: undecodable message on %r dropped", group)
+            return
+        self.membership.deliver(group, decoded)
+
+    def subscribed(self, channel: bytes) -> None:
+        for waiter in self._confirm.pop(channel, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def went_down(self) -> None:
+        for channel in list(self._confirm):
+            self.subscribed(channel)  # their groups are resubscribed on reconnect
 
     # -- membership ------------------------------------------------------------------
 
-    def start_subscriber(self) -> None:
-        if self._reader is None and not self._closing:
-            self._reader = self.loop.create_task(self._read())
-
     async def add(self, group: str, mailbox: Mailbox) -> None:
-        self.start_subscriber()
+        self.start()
         channel = self.layer.channel(group)
         new = self.membership.add(group, mailbox)
-        pubsub = self._pubsub
-        if pubsub is None and self._down_since is not None:
+        if self.pubsub is None and self.down_since is not None:
             return  # Redis is down: subscribed when the subscriber reconnects
         if not new and channel not in self._confirm:
             return
@@ -232,30 +254,17 @@ class _Link:
         # or (still connecting) the one the subscriber sends for every group once it is in.
         waiter: asyncio.Future[None] = self.loop.create_future()
         self._confirm.setdefault(channel, []).append(waiter)
-        if new and pubsub is not None:
-            try:
-                await pubsub.subscribe(channel)
-            except Exception:  # the reader sees the same failure and resubscribes
-                self._drop_waiter(channel, waiter)
-                return
+        if new and self.pubsub is not None and not await self.subscribe(channel):
+            self._drop_waiter(channel, waiter)
+            return
         try:
             await asyncio.wait_for(asyncio.shield(waiter), SUBSCRIBE_WAIT)
         except TimeoutError:
             self._drop_waiter(channel, waiter)
 
     def discard(self, group: str, mailbox: Mailbox) -> None:
-        if self.membership.discard(group, mailbox) and self._pubsub is not None:
-            self._spawn(self._unsubscribe(group))
-
-    async def _unsubscribe(self, group: str) -> None:
-        pubsub = self._pubsub
-        # A socket may have joined again since: then the subscription stays.
-        if pubsub is None or group in self.membership:
-            return
-        try:
-            await pubsub.unsubscribe(self.layer.channel(group))
-        except Exception:
-            pass  # the reader reconnects; a new subscriber subscribes to members' groups only
+        if self.membership.discard(group, mailbox):
+            self.unsubscribe_soon(self.layer.channel(group))
 
     def _drop_waiter(self, channel: bytes, waiter: asyncio.Future[None]) -> None:
         waiters = self._confirm.get(channel)
@@ -263,85 +272,6 @@ class _Link:
             waiters.remove(waiter)
             if not waiters:
                 del self._confirm[channel]
-
-    def _confirmed(self, channel: bytes) -> None:
-        for waiter in self._confirm.pop(channel, ()):
-            if not waiter.done():
-                waiter.set_result(None)
-
-    # -- the subscriber --------------------------------------------------------------
-
-    async def _read(self) -> None:
-        import redis
-
-        backoff = BACKOFF_FIRST
-        while not self._closing:
-            if self._sub_client is None:
-                self._sub_client = self.layer.client("sub", retries=0)
-            pubsub: Any = self._sub_client.pubsub()  # redis-py leaves PubSub untyped
-            try:
-                await pubsub.connect()
-                # Set first: a group joined while the SUBSCRIBE below is on its way sends
-                # its own (a second SUBSCRIBE to a channel is harmless).
-                self._pubsub = pubsub
-                groups = list(self.membership)
-                if groups:
-                    await pubsub.subscribe(*(self.layer.channel(g) for g in groups))
-                self._back_up(len(groups))
-                backoff = BACKOFF_FIRST
-                await self._receive(pubsub)
-            except (redis.RedisError, OSError) as exc:
-                self._pubsub = None
-                self._went_down(exc)
-                for channel in list(self._confirm):
-                    self._confirmed(channel)  # their groups are resubscribed on reconnect
-                await _quietly(pubsub.aclose())
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-                backoff = min(BACKOFF_MAX, backoff * 2)
-            except asyncio.CancelledError:
-                self._pubsub = None
-                await _quietly(pubsub.aclose())
-                raise
-
-    async def _receive(self, pubsub: Any) -> None:
-        prefix = len(self.layer.prefix)
-        membership = self.membership
-        while True:
-            message = await pubsub.get_message(timeout=None)
-            if message is None:
-                continue
-            kind = message["type"]
-            if kind == "message":
-                group = message["channel"][prefix:].decode()
-                if group in membership:
-                    try:
-                        decoded = decode(message["data"])
-                    except ValueError:
-                        gen_log.error("groups: undecodable message on %r dropped", group)
-                        continue
-                    membership.deliver(group, decoded)
-            elif kind == "subscribe":
-                self._confirmed(message["channel"])
-
-    def _went_down(self, exc: BaseException) -> None:
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-            gen_log.warning(
-                "groups: Redis at %s unavailable (%s); sockets stay open, reconnecting "
-                "with backoff; sends fail with GroupsUnavailable meanwhile",
-                self.layer.name,
-                str(exc) or type(exc).__name__,
-            )
-
-    def _back_up(self, groups: int) -> None:
-        if self._down_since is not None:
-            gen_log.warning(
-                "groups: Redis at %s is back after %.1fs; resubscribed %d group(s)",
-                self.layer.name,
-                time.monotonic() - self._down_since,
-                groups,
-            )
-            self._down_since = None
 
     # -- the publisher ---------------------------------------------------------------
 
@@ -376,26 +306,5 @@ class _Link:
         finally:
             self._flusher = None
 
-    # -- closing ---------------------------------------------------------------------
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = self.loop.create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def close(self) -> None:
-        self._closing = True
-        for task in (self._reader, self._flusher, *self._tasks):
-            if task is not None and not task.done():
-                task.cancel()
-                await _quietly(task)
-        for client in (self._sub_client, self._pub_client):
-            if client is not None:
-                await _quietly(client.aclose())
-
-
-async def _quietly(awaitable: Any) -> None:
-    try:
-        await awaitable
-    except (Exception, asyncio.CancelledError):
-        pass
+    async def close(self, *others: asyncio.Task[Any] | redis_async.Redis | None) -> None:
+        await super().close(self._flusher, self._pub_client, *others)

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import time
 from typing import TYPE_CHECKING, Any
 
 from hybrid.log import gen_log
 from hybrid.slots import PerLoop
+from hybrid.subscriber import Subscriber
 
 if TYPE_CHECKING:
     import redis.asyncio as redis_async
@@ -45,9 +45,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PolledResults", "RedisResults", "Results", "results_for"]
 
-#: Reconnect backoff of the subscriber: first wait, and the cap it doubles up to.
-BACKOFF_FIRST = 0.1
-BACKOFF_MAX = 5.0
 #: Polling, for result backends other than Redis: first interval, and its cap.
 POLL_FIRST = 0.05
 POLL_MAX = 1.0
@@ -81,25 +78,28 @@ class Results:
         """Release the loop's connections."""
 
 
-class RedisResults(Results):
-    """Results through one pub/sub subscriber per loop (see the module docs)."""
+class RedisResults(Subscriber, Results):
+    """Results through one pub/sub subscriber per loop (see the module docs and
+    :class:`hybrid.subscriber.Subscriber`)."""
 
     def __init__(self, app: Celery, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(app, loop)
+        Results.__init__(self, app, loop)
         from hybrid._compat.celery import redis_params
 
         self.params = redis_params(self.backend)
-        self.name = _display(self.params)
+        Subscriber.__init__(
+            self,
+            loop,
+            what="tasks: result backend Redis",
+            name=_display(self.params),
+            down_note="waiters keep waiting up to their timeout, reconnecting with backoff",
+            back_note="resubscribed to %d pending task(s)",
+        )
         self._waiters: dict[bytes, list[asyncio.Future[Meta]]] = {}
         self._ids: dict[bytes, str] = {}
-        self._sub_client: redis_async.Redis | None = None
         self._get_client: redis_async.Redis | None = None
-        self._pubsub: Any = None  # redis.asyncio.client.PubSub while connected
-        self._reader: asyncio.Task[None] | None = None
         self._to_read: set[bytes] = set()
         self._getter: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._closing = False
 
     def key(self, task_id: str) -> bytes:
         key = self.backend.get_key_for_task(task_id)
@@ -114,10 +114,10 @@ class RedisResults(Results):
             return future
         self._waiters[key] = [future]
         self._ids[key] = task_id
-        if self._reader is None and not self._closing:
-            self._reader = self.loop.create_task(self._read())
-        elif self._pubsub is not None:
-            self._spawn(self._subscribe(self._pubsub, key))
+        if not self.started:
+            self.start()
+        elif self.pubsub is not None:
+            self.spawn(self.subscribe(key))
         # Not connected yet (or down): the reader subscribes to every pending key once in.
         return future
 
@@ -134,25 +134,12 @@ class RedisResults(Results):
         del self._waiters[key]
         del self._ids[key]
         self._to_read.discard(key)
-        if self._pubsub is not None:
-            self._spawn(self._unsubscribe(self._pubsub, key))
+        self.unsubscribe_soon(key)
 
-    async def _subscribe(self, pubsub: Any, key: bytes) -> None:
-        if key in self._waiters and pubsub is self._pubsub:
-            try:
-                await pubsub.subscribe(key)
-            except Exception:
-                pass  # the reader sees the same failure and resubscribes
+    # -- the subscriber's side -------------------------------------------------------
 
-    async def _unsubscribe(self, pubsub: Any, key: bytes) -> None:
-        # A new waiter may have come for the key since: then the subscription stays.
-        if key not in self._waiters and pubsub is self._pubsub:
-            try:
-                await pubsub.unsubscribe(key)
-            except Exception:
-                pass  # a reconnected subscriber subscribes to pending keys only
-
-    # -- the subscriber --------------------------------------------------------------
+    def client(self) -> redis_async.Redis:
+        return self._client("sub")
 
     def _client(self, role: str) -> redis_async.Redis:
         import redis.asyncio
@@ -169,44 +156,14 @@ class RedisResults(Results):
             max_connections=1,
         )
 
-    async def _read(self) -> None:
-        import redis
+    def wanted(self) -> list[bytes]:
+        return list(self._waiters)
 
-        backoff = BACKOFF_FIRST
-        while not self._closing:
-            if self._sub_client is None:
-                self._sub_client = self._client("sub")
-            pubsub: Any = self._sub_client.pubsub()  # redis-py leaves PubSub untyped
-            try:
-                await pubsub.connect()
-                self._pubsub = pubsub
-                keys = list(self._waiters)
-                if keys:
-                    await pubsub.subscribe(*keys)
-                self._back_up(len(keys))
-                backoff = BACKOFF_FIRST
-                await self._receive(pubsub)
-            except (redis.RedisError, OSError) as exc:
-                self._pubsub = None
-                self._went_down(exc)
-                await _quietly(pubsub.aclose())
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-                backoff = min(BACKOFF_MAX, backoff * 2)
-            except asyncio.CancelledError:
-                self._pubsub = None
-                await _quietly(pubsub.aclose())
-                raise
+    def message(self, channel: bytes, data: Any) -> None:
+        self._arrived(channel, data)
 
-    async def _receive(self, pubsub: Any) -> None:
-        while True:
-            message = await pubsub.get_message(timeout=None)
-            if message is None:
-                continue
-            kind = message["type"]
-            if kind == "message":
-                self._arrived(message["channel"], message["data"])
-            elif kind == "subscribe":
-                self._read_key(message["channel"])
+    def subscribed(self, channel: bytes) -> None:
+        self._read_key(channel)
 
     def _arrived(self, key: bytes, payload: bytes | None) -> None:
         if key not in self._waiters or payload is None:
@@ -257,44 +214,8 @@ class RedisResults(Results):
         finally:
             self._getter = None
 
-    def _went_down(self, exc: BaseException) -> None:
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-            self.down_reason = str(exc) or type(exc).__name__
-            gen_log.warning(
-                "tasks: result backend Redis at %s unavailable (%s); waiters keep waiting "
-                "up to their timeout, reconnecting with backoff",
-                self.name,
-                self.down_reason,
-            )
-
-    def _back_up(self, keys: int) -> None:
-        if self.down_since is not None:
-            gen_log.warning(
-                "tasks: result backend Redis at %s is back after %.1fs; resubscribed to "
-                "%d pending task(s)",
-                self.name,
-                time.monotonic() - self.down_since,
-                keys,
-            )
-            self.down_since = None
-
-    # -- closing ---------------------------------------------------------------------
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = self.loop.create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def close(self) -> None:
-        self._closing = True
-        for task in (self._reader, self._getter, *self._tasks):
-            if task is not None and not task.done():
-                task.cancel()
-                await _quietly(task)
-        for client in (self._sub_client, self._get_client):
-            if client is not None:
-                await _quietly(client.aclose())
+    async def close(self, *others: asyncio.Task[Any] | redis_async.Redis | None) -> None:
+        await Subscriber.close(self, self._getter, self._get_client, *others)
 
 
 class PolledResults(Results):
@@ -374,10 +295,3 @@ def _display(params: dict[str, Any]) -> str:
     scheme = "rediss" if "SSL" in str(params.get("connection_class", "")) else "redis"
     host, port = params.get("host", "localhost"), params.get("port", 6379)
     return f"{scheme}://{host}:{port}/{params.get('db', 0)}"
-
-
-async def _quietly(awaitable: Any) -> None:
-    try:
-        await awaitable
-    except (Exception, asyncio.CancelledError):
-        pass

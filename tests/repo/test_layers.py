@@ -35,6 +35,8 @@ FORBIDDEN: list[tuple[str, str, frozenset[str]]] = [
     ("hybrid.tasks", "hybrid.worker", frozenset()),
     ("hybrid.tasks", "hybrid.db", frozenset()),
     ("hybrid.tasks", "hybrid.lanes", frozenset()),
+    ("hybrid.subscriber", "hybrid.groups", frozenset()),
+    ("hybrid.subscriber", "hybrid.tasks", frozenset()),
     ("hybrid.slots", "hybrid", frozenset()),  # the bottom: stdlib only
     ("hybrid", "hybrid.cli", CLI_ENTRY_POINTS),
     # The process model: the master's helpers never load the master, nor each other's side.
