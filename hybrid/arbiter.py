@@ -48,6 +48,7 @@ from hybrid.procutil import (
     rss_mb,
 )
 from hybrid.protocol import Blocked, BootError, Heartbeat, Ready, Recycle, parse, split_lines
+from hybrid.reloader import Reloader
 from hybrid.sidecars import STOP_SLACK, Sidecars
 from hybrid.sockets import bind_metrics_ports, bind_ports, close_sockets
 from hybrid.worker import BOOT_ERROR_EXIT, Worker
@@ -138,6 +139,8 @@ class Arbiter:
         self.nginx: NginxProcess | None = None
         #: Celery workers and beat (``--celery``, ``--celery-beat``).
         self.sidecars = Sidecars(config)
+        #: The source watcher (``--reload``), polled once per turn of the loop.
+        self.reloader: Reloader | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -162,6 +165,7 @@ class Arbiter:
             raise_open_files_limit()
             _close_inherited_db_connections()
             self._write_pidfile()
+            self._start_reloader()
             gen_log.info(
                 "master %d starting %d worker(s) on %s (Ctrl-C to stop)",
                 self.pid,
@@ -175,6 +179,7 @@ class Arbiter:
                 self._handle_signals()
                 if self._stopping:
                     break
+                self._check_sources()
                 self._murder_stuck_workers()
                 self._reap()
                 self._check_memory()
@@ -196,6 +201,31 @@ class Arbiter:
             self._close()
         gen_log.info("master %d stopped", self.pid)
         return 0
+
+    def _start_reloader(self) -> None:
+        if not self.config.reload:
+            return
+        gen_log.warning("--reload is for development: do not use it in production")
+        if "django.apps" in sys.modules and _apps_ready():
+            gen_log.warning(
+                "--reload has no effect under runhybrid: Django was set up before the "
+                "workers fork, so they keep the code loaded at start; use hybrid serve --reload"
+            )
+            return
+        self.reloader = Reloader.for_config(self.config)
+        gen_log.info(
+            "watching %s for changes (%s)",
+            ", ".join(map(str, self.reloader.roots)),
+            self.reloader.backend,
+        )
+
+    def _check_sources(self) -> None:
+        """``--reload``: a rolling reload once a burst of saves has settled."""
+        changed = self.reloader.changed() if self.reloader is not None else None
+        if changed:
+            more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+            gen_log.info("%s changed%s", changed[0], more)
+            self.reload()
 
     def _install_signals(self) -> None:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -264,6 +294,9 @@ class Arbiter:
         write_status(self.config.pidfile, self.pid, self.status())
 
     def _close(self) -> None:
+        if self.reloader is not None:
+            self.reloader.close()
+            self.reloader = None
         for signum, handler in self._old_handlers.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
         self._old_handlers.clear()

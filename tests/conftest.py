@@ -174,7 +174,8 @@ def status_when_serving(pidfile: Path, ports: list[int]) -> dict[str, Any] | Non
 
 @pytest.fixture
 def hybrid_serve(tmp_path: Path) -> Iterator[Callable[..., HybridProcess]]:
-    """``hybrid_serve(*args, ports=[...], env=None, wait=True)``: start the real CLI.
+    """``hybrid_serve(*args, ports=[...], env=None, wait=True, cwd=REPO_DIR)``: start the
+    real CLI.
 
     Every master is killed with its whole session at teardown, whatever the test did.
     """
@@ -186,6 +187,7 @@ def hybrid_serve(tmp_path: Path) -> Iterator[Callable[..., HybridProcess]]:
         env: dict[str, str] | None = None,
         wait: bool = True,
         settings: str | None = "testproject.settings",
+        cwd: Path = REPO_DIR,
     ) -> HybridProcess:
         argv = [sys.executable, "-m", "hybrid", "serve", "--ports", ",".join(map(str, ports))]
         if settings:
@@ -195,7 +197,7 @@ def hybrid_serve(tmp_path: Path) -> Iterator[Callable[..., HybridProcess]]:
             proc = subprocess.Popen(
                 [*argv, *args],
                 env=env or hybrid_env(),
-                cwd=REPO_DIR,
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=stderr,
                 stderr=stderr,
