@@ -14,9 +14,9 @@ nothing of the project for this: it only lists directories and reads file metada
 Two backends, one interface (:meth:`Reloader.changed`, called once per turn of the loop):
 
 - **watchfiles** (the ``hybrid[reload]`` extra), when importable: inotify and the like,
-  through its ``RustNotify``; each call collects what its native thread has queued
-  without waiting (a millisecond's timeout), so the master's ``select`` loop never blocks
-  on it;
+  through its public ``watch()`` generator told to yield on a millisecond's timeout; each
+  call collects what its native thread has queued without waiting, so the master's
+  ``select`` loop never blocks on it;
 - **polling** otherwise (Django's ``StatReloader``): a scan of the files' mtimes once a
   second, done inside the loop's 0.25 s tick.
 
@@ -206,19 +206,29 @@ class _WatchfilesBackend:
     environments and ``.git`` under the current directory get no watch at all)."""
 
     def __init__(self, roots: list[Path]) -> None:
-        # RustNotify is what watchfiles.watch() wraps; calling it directly lets the master
-        # collect changes without waiting (setup.cfg bounds the watchfiles series).
-        from watchfiles._rust_notify import RustNotify
+        import watchfiles
 
         self._directories = [str(d) for d in _directories(roots)]
-        self._notify: Any = RustNotify(self._directories, False, False, 300, False, False)
+        # watchfiles' public generator, told to come back within about a millisecond
+        # (yield_on_timeout) so that the master collects changes without waiting.
+        self._changes: Iterator[set[tuple[Any, str]]] = watchfiles.watch(
+            *self._directories,
+            watch_filter=None,
+            debounce=1,
+            step=1,
+            rust_timeout=1,
+            yield_on_timeout=True,
+            recursive=False,
+            raise_interrupt=False,
+        )
+        next(self._changes, None)  # the watch starts at the generator's first step: now
 
     def poll(self, now: float) -> set[str]:
-        # Returns within a few milliseconds: what the native thread queued, or "timeout".
-        changes = self._notify.watch(1, 1, 1, None)
-        if not isinstance(changes, set):
-            return set()
+        # Returns within a few milliseconds: what the native thread queued, or nothing.
+        changes = next(self._changes, set())
         return {path for _, path in changes if _is_source(path)}
 
     def close(self) -> None:
-        self._notify.close()
+        close = getattr(self._changes, "close", None)
+        if close is not None:
+            close()

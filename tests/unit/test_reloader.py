@@ -119,7 +119,7 @@ def test_auto_picks_watchfiles_when_installed(tmp_path: Path) -> None:
 def test_auto_falls_back_to_polling_without_watchfiles(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "watchfiles._rust_notify", None)  # import fails
+    monkeypatch.setitem(sys.modules, "watchfiles", None)  # import fails
     reloader = Reloader([tmp_path])
     assert reloader.backend == "poll"
     reloader.close()
