@@ -39,6 +39,7 @@ from hybrid.control import remove_pidfile, write_pidfile, write_status
 from hybrid.errors import WorkerBootError, describe_exception
 from hybrid.log import gen_log
 from hybrid.nginx import NginxProcess
+from hybrid.proctitle import master_title, set_title
 from hybrid.procutil import (
     become_subreaper,
     children_of,
@@ -165,6 +166,7 @@ class Arbiter:
             raise_open_files_limit()
             _close_inherited_db_connections()
             self._write_pidfile()
+            set_title(master_title(self.config))
             self._start_reloader()
             gen_log.info(
                 "master %d starting %d worker(s) on %s (Ctrl-C to stop)",

@@ -306,13 +306,31 @@ def _parse_optional_file(value: object) -> str | None:
 
 
 def _parse_access_log(value: object) -> str:
-    """``-`` (stderr, through the hybrid.access logger), ``off``, or a file path."""
+    """``-`` (stderr, through the hybrid.access logger), ``off``, or a file path in an
+    existing directory (each worker opens it: a typo would only show up there)."""
     text = str(value).strip()
     if text in ("-", "off"):
         return text
     if not text:
         raise ValueError("expected -, off or a file path")
-    return os.path.abspath(os.path.expanduser(text))
+    path = os.path.abspath(os.path.expanduser(text))
+    if not os.path.isdir(os.path.dirname(path)):
+        raise ValueError(f"no such directory: {os.path.dirname(path)}")
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory: name a file in it")
+    return path
+
+
+def _parse_access_log_format(value: object) -> str | None:
+    """A gunicorn-style format, compiled once here so that a bad one stops the start."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a format like '%(h)s \"%(r)s\" %(s)s'")
+    from hybrid.accesslog import compile_format
+
+    compile_format(value)  # ConfigError naming the bad atom
+    return value
 
 
 def _parse_port(value: object) -> int:
@@ -747,9 +765,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "access_log_format",
         "--access-log-format",
-        _parse_optional_str,
-        "access log line in gunicorn's atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(b)s %(M)sms "
-        "%({x-request-id}i)s' (default: METHOD URI STATUS TIMEms port=PORT)",
+        _parse_access_log_format,
+        "the access log line in gunicorn's atoms (h r s b M {x-request-id}i ..., written "
+        "as in gunicorn; see docs/deploy/operations.md) (default: METHOD URI STATUS TIMEms "
+        "port=PORT)",
         "FORMAT",
     ),
     Option(

@@ -21,6 +21,7 @@ from tornado.http1connection import HTTP1ServerConnection
 from tornado.websocket import WebSocketHandler
 
 from hybrid._compat import tornado as tornado_compat
+from hybrid.accesslog import REQUEST_ID_HEADER, AccessLog, ensure_request_id
 from hybrid.bridge.fallback import DjangoFallbackHandler, make_asgi_handler
 from hybrid.bridge.handler import DjangoHandler
 from hybrid.bridge.hosts import DisallowedHostHandler, refused_host
@@ -130,6 +131,8 @@ class HybridApplication(tornado.web.Application):
         self.metrics: WorkerMetrics | None = None
         self.draining = False
         self.on_request_done: Callable[[], None] | None = None
+        #: Where access lines go and what they say (``--access-log``, ``--access-log-format``).
+        self.access = AccessLog(self.config.access_log, self.config.access_log_format)
         #: Every live connection, with the time it was first seen.
         self._connections: weakref.WeakKeyDictionary[HTTP1ServerConnection, float] = (
             weakref.WeakKeyDictionary()
@@ -217,9 +220,13 @@ class HybridApplication(tornado.web.Application):
         return done
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
-        """One ``hybrid.access`` line per request: method, path, status, duration, port."""
+        """One access line per request; by default a ``hybrid.access`` line with method,
+        path, status, duration and port, else as ``--access-log(-format)`` say."""
         if self.metrics is not None:
             self.metrics.observe(handler)
+        if not self.access.plain:
+            self.access.write(handler, self.port)
+            return
         status = handler.get_status()
         log = access_log.info if status < 400 else access_log.warning
         if status >= 500:
@@ -351,16 +358,30 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
             if _is_loopback(context):
                 tornado_compat.apply_xheaders(context, headers)
                 self._xheaders_applied = True
+        request_id = ensure_request_id(headers)
         finish = self._conn.finish
+        write_headers = self._conn.write_headers
 
         def finish_and_count() -> None:
             try:
                 finish()
             finally:
                 self._done(completed=True)
-                self._unwrap("finish")
+                self._unwrap("finish", "write_headers")
+
+        def write_headers_with_id(
+            start_line: httputil.ResponseStartLine | httputil.RequestStartLine,
+            headers: httputil.HTTPHeaders,
+            chunk: bytes | None = None,
+        ) -> Any:
+            # The request's id goes back to the client unless the handler set one itself.
+            if REQUEST_ID_HEADER not in headers:
+                headers[REQUEST_ID_HEADER] = request_id
+            self._unwrap("write_headers")
+            return write_headers(start_line, headers, chunk)
 
         tornado_compat.wrap_connection(self._conn, "finish", finish_and_count)
+        tornado_compat.wrap_connection(self._conn, "write_headers", write_headers_with_id)
         result = self._inner.headers_received(start_line, headers)
         handler_class = tornado_compat.routed_handler_class(self._inner)
         detach = getattr(self._conn, "detach", None)
@@ -378,7 +399,7 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
                 if isinstance(handler, WebSocketHandler):
                     self._app.websockets.add(handler)
                 self._done(completed=True)
-                self._unwrap("finish", "detach")
+                self._unwrap("finish", "detach", "write_headers")
                 return stream
 
             tornado_compat.wrap_connection(self._conn, "detach", detach_and_count)
@@ -418,17 +439,16 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
             body,
         )
         self._conn.finish()
-        access_log.warning(
-            "%s %s 431 request head over --max-header-size %d port=%s",
-            getattr(start_line, "method", "-"),
-            getattr(start_line, "path", "-")[:200],
-            limit,
-            self._app.port,
+        method = getattr(start_line, "method", "-")
+        path = getattr(start_line, "path", "-")[:200]
+        line = (
+            f"{method} {path} 431 request head over --max-header-size {limit} port={self._app.port}"
         )
+        self._app.access.emit(line, 431)
 
     def on_connection_close(self) -> None:
         self._done(completed=False)
-        self._unwrap("finish", "detach")
+        self._unwrap("finish", "detach", "write_headers")
         self._inner.on_connection_close()
         self._restore_peer()
 

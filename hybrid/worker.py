@@ -43,6 +43,7 @@ from hybrid.log import gen_log
 from hybrid.metrics import MetricsHandler, WorkerMetrics
 from hybrid.process import command_timeouts, running_commands, terminate_all
 from hybrid.process.gate import Gate, install_command_gate
+from hybrid.proctitle import set_title, worker_title
 from hybrid.protocol import (
     BootError,
     Heartbeat,
@@ -115,6 +116,9 @@ class Worker:
         for signum in (signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # SIGUSR1 reopens the access log (logrotate): never the default, which would kill.
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        set_title(worker_title(self.config, self.port))
         os.set_blocking(self.notify_fd, False)  # a busy master must never block us
         try:
             # The master checked this before forking; a Config built by hand was not.
@@ -140,6 +144,11 @@ class Worker:
             return BOOT_ERROR_EXIT
         except Exception as exc:  # a bug of ours or the project's: still one line
             self.notify(BootError(describe_exception(exc)))
+            return BOOT_ERROR_EXIT
+        try:
+            app.access.open()  # --access-log FILE: opened here, after the fork
+        except OSError as exc:
+            self.notify(BootError(f"--access-log {self.config.access_log}: {exc}"))
             return BOOT_ERROR_EXIT
         setup_native_db(self.config)  # patches the async ORM; pools open on first use
         # This loop's database threads and command slots, sized by the Config; handlers
@@ -170,6 +179,7 @@ class Worker:
         stopping = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGQUIT):
             loop.add_signal_handler(signum, stopping.set)
+        loop.add_signal_handler(signal.SIGUSR1, app.access.reopen)
 
         def check_parent() -> None:
             if os.getppid() != self.master_pid:
@@ -179,9 +189,15 @@ class Worker:
         interval = heartbeat_interval(self.config.timeout)
         watchdog = Watchdog(interval, self.notify)
 
+        titled = -1
+
         def heartbeat() -> None:
+            nonlocal titled
             watchdog.beat()
             self.notify(Heartbeat(app.served))
+            if app.served != titled:
+                titled = app.served
+                set_title(worker_title(self.config, self.port, app.served))
 
         periodic = [
             PeriodicCallback(check_parent, PARENT_CHECK_INTERVAL * 1000),
@@ -199,6 +215,7 @@ class Worker:
             lag_probe.cancel()
         await self._drain(server, app)
         await groups.close()
+        app.access.close()
         return 0
 
     def _serve_metrics(

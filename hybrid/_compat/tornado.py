@@ -75,8 +75,10 @@ def unapply_xheaders(context: Any) -> None:
 
 
 def wrap_connection(request_conn: httputil.HTTPConnection, name: str, wrapper: Any) -> None:
-    """Replace the connection's ``finish`` or ``detach`` on this instance only."""
-    # No hook tells when a response is finished or a WebSocket takes the stream over.
+    """Replace the connection's ``finish``, ``detach`` or ``write_headers`` on this
+    instance only."""
+    # No hook tells when a response is finished or a WebSocket takes the stream over, nor
+    # adds a header to every response (the request id, whatever handler writes it).
     setattr(request_conn, name, wrapper)
 
 
@@ -303,7 +305,10 @@ def _disconnect_on_finish() -> bool:
 
 def _connection_wrappable() -> bool:
     # Instances need a __dict__ for a per-instance method to shadow the class's.
-    return HTTP1Connection.__dictoffset__ != 0 and has_attrs(HTTP1Connection, "finish", "detach")()
+    return (
+        HTTP1Connection.__dictoffset__ != 0
+        and has_attrs(HTTP1Connection, "finish", "detach", "write_headers")()
+    )
 
 
 def _routing_delegate_exposes_handler() -> bool:
@@ -345,8 +350,10 @@ def library() -> Library | None:
             _disconnect_on_finish,
         ),
         Internal(
-            "tornado.http1connection.HTTP1Connection.finish/detach, replaced per instance",
-            "counts a request done when its response is finished or a WebSocket takes over",
+            "tornado.http1connection.HTTP1Connection.finish/detach/write_headers, replaced"
+            " per instance",
+            "counts a request done when its response is finished or a WebSocket takes over;"
+            " echoes the request id",
             _connection_wrappable,
         ),
         Internal(

@@ -71,6 +71,7 @@ def test_the_libraries_hybrid_patches_have_upper_bounds() -> None:
     lines = parser["options"]["install_requires"].splitlines()
     lines += parser["options.extras_require"]["mysql"].splitlines()
     lines += parser["options.extras_require"]["uvloop"].splitlines()
+    lines += parser["options.extras_require"]["proctitle"].splitlines()
     lines += parser["options.extras_require"]["redis"].splitlines()
     lines += parser["options.extras_require"]["celery"].splitlines()
     lines += parser["options.extras_require"]["reload"].splitlines()
@@ -85,6 +86,7 @@ def test_the_libraries_hybrid_patches_have_upper_bounds() -> None:
         "aiomysql": "0.4",
         "asgiref": "4.0",
         "uvloop": "0.24",
+        "setproctitle": "1.4",
         "redis": "9.0",
         "hiredis": "4.0",
         "celery": "5.8",
@@ -96,6 +98,7 @@ def test_the_libraries_hybrid_patches_have_upper_bounds() -> None:
         "aiomysql": "0.3.2",
         "asgiref": "3.13.0",
         "uvloop": "0.23.0",
+        "setproctitle": "1.3.8",
         "redis": "8.1.0",
         "hiredis": "3.5.0",
         "celery": "5.7.0",

@@ -381,3 +381,32 @@ def test_groups_over_redis_without_the_client_name_the_extra(
     with pytest.raises(ConfigError, match=re.escape("pip install 'hybrid[redis]'")) as caught:
         check(config)
     assert caught.value.option == "--groups"
+
+
+def test_access_log_options(tmp_path: Path) -> None:
+    config = Config.from_sources(
+        {"access_log": str(tmp_path / "access.log"), "access_log_format": "%(h)s %(s)s "},
+        environ={},
+    )
+    assert config.access_log == str(tmp_path / "access.log")
+    assert config.access_log_format == "%(h)s %(s)s "  # spaces are part of the format
+    assert Config.from_sources({"access_log": "off"}, environ={}).access_log == "off"
+    assert Config.from_sources({}, environ={}).access_log_format is None
+
+
+@pytest.mark.parametrize(
+    ("cli", "message"),
+    [
+        (
+            {"access_log_format": "%(h)s %(nope)s"},
+            "--access-log-format: '%(h)s %(nope)s': unknown atom %(nope)s",
+        ),
+        ({"access_log_format": "%(h"}, "--access-log-format: '%(h': unbalanced %("),
+        ({"access_log": "/no/such/dir/access.log"}, "--access-log: bad value"),
+    ],
+)
+def test_bad_access_log_options_are_one_line_errors(cli: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_sources(cli, environ={})
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)

@@ -40,8 +40,14 @@ def echo(request):
 
 
 def meta(request):
-    """The client's address and the proxy headers, as Django's request.META has them."""
-    keys = ("REMOTE_ADDR", "HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP", "HTTP_HOST")
+    """The client's address, the proxy headers and the request id, as request.META has them."""
+    keys = (
+        "REMOTE_ADDR",
+        "HTTP_X_FORWARDED_FOR",
+        "HTTP_X_REAL_IP",
+        "HTTP_HOST",
+        "HTTP_X_REQUEST_ID",
+    )
     return JsonResponse({key: request.META.get(key) for key in keys})
 
 

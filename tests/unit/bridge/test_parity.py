@@ -34,8 +34,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from hybrid import Config, make_app
 from hybrid.web import HybridApplication
 
-#: Headers only the transport adds; see the module docstring.
-TRANSPORT_HEADERS = {"date", "server", "transfer-encoding", "connection"}
+#: Headers only the transport adds (see the module docstring), and the request id hybrid
+#: puts on every response (hybrid.accesslog).
+TRANSPORT_HEADERS = {"date", "server", "transfer-encoding", "connection", "x-request-id"}
 #: The test project's sync middleware stamps the name of the thread that ran it.
 THREAD_STAMP = "x-sync-middleware"
 
