@@ -15,6 +15,7 @@ SIGQUIT    the same as SIGINT
 SIGHUP     rolling reload: one port at a time, a new worker (new code) starts and
            serves, then the old one drains; the listening sockets stay open throughout
 SIGCHLD    wakes the loop so a dead worker is reaped and replaced at once
+SIGUSR1    passed on to every worker, which reopens its ``--access-log`` file (logrotate)
 =========  ==========================================================================
 
 A worker is replaced when it dies, when its IOLoop stops sending heartbeats for
@@ -67,7 +68,7 @@ STATUS_INTERVAL = 1.0
 RSS_CHECK_INTERVAL = 1.0
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
-_HANDLED_SIGNALS = (*_STOP_SIGNALS, signal.SIGHUP, signal.SIGCHLD)
+_HANDLED_SIGNALS = (*_STOP_SIGNALS, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1)
 
 
 def serve(config: Config) -> int:
@@ -345,6 +346,10 @@ class Arbiter:
                 return
             if signum == signal.SIGHUP:
                 self.reload()
+            elif signum == signal.SIGUSR1:
+                # logrotate: every worker reopens its access log file (--access-log FILE).
+                for worker in self.workers.values():
+                    kill_quietly(worker.pid, signal.SIGUSR1)
 
     def reload(self) -> None:
         """Queue a rolling replacement of every port (SIGHUP). A reload asked for during

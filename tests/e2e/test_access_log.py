@@ -113,9 +113,9 @@ def test_access_log_file_in_the_given_format(
     ), line
     assert "/django/meta" not in server.stderr  # the file, not the hybrid.access logger
 
-    # logrotate: move the file, SIGUSR1 the worker; it writes to a new file.
+    # logrotate: move the file, SIGUSR1 the master; it tells the worker, which reopens it.
     log.rename(tmp_path / "access.log.1")
-    os.kill(worker_pid(port), signal.SIGUSR1)  # that request's line still goes to .1
+    os.kill(server.pid, signal.SIGUSR1)
     wait_until(log.exists, 10)
     status, response_headers, _ = call(port, "/hybrid/pid?after-rotation")
     assert status == 200
