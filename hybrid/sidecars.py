@@ -3,7 +3,8 @@
 ``hybrid serve --celery "worker --concurrency 4" --celery-beat`` starts
 ``python -m celery -A APP worker --concurrency 4`` and ``python -m celery -A APP beat`` as
 children of the master, with the project's settings (``DJANGO_SETTINGS_MODULE``, the
-Python path, the groups backend as ``HYBRID_GROUPS``) and the master's stderr, so their logs go where the workers' go. The master:
+Python path, the groups backend as ``HYBRID_GROUPS``) and the master's stderr, so their
+logs go where the workers' go. The master:
 
 * **restarts one that dies**, after a pause that doubles from 1 s up to 30 s while it keeps
   dying young (alive 60 s, the pause is back to 1 s). One that dies within 10 s of its
