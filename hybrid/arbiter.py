@@ -380,8 +380,9 @@ class Arbiter:
                 worker.loop = message.loop
                 self._boot_failures.pop(worker.port, None)
                 gen_log.info(
-                    "worker %d serving http://%s:%d%s",
+                    "worker %d serving %s://%s:%d%s",
                     worker.pid,
+                    "https" if self.config.certfile and self.config.nginx is None else "http",
                     _url_host(self.config.host),
                     worker.port,
                     f" on {message.loop}" if message.loop else "",
@@ -559,8 +560,9 @@ class Arbiter:
             self.nginx.start()  # raises NginxError (one line) when nginx is missing or -t fails
             self.nginx.wait_ready(10)
             gen_log.info(
-                "nginx %s serving http://%s:%d in front of %d worker(s)",
+                "nginx %s serving %s://%s:%d in front of %d worker(s)",
                 self.nginx.pid,
+                "https" if self.config.certfile else "http",
                 _url_host(self.nginx.listen_host),
                 self.nginx.listen_port,
                 len(self.config.ports),

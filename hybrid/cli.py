@@ -31,6 +31,7 @@ from hybrid.eventloop import check as check_loop
 from hybrid.groups.layer import check as check_groups
 from hybrid.log import configure_logging
 from hybrid.sidecars import check as check_sidecars
+from hybrid.tls import check as check_tls
 
 __all__ = ["add_serve_arguments", "main", "run_serve"]
 
@@ -96,6 +97,8 @@ def run_serve(cli_values: dict[str, object], prog: str) -> int:
         check_loop(config.loop, config.sources)
         check_groups(config)
         check_sidecars(config)
+        check_tls(config)
+        _check_nginx_options(config)
     except ConfigError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
@@ -110,9 +113,41 @@ def run_serve(cli_values: dict[str, object], prog: str) -> int:
         return 1
 
 
+def _check_nginx_options(config: Config) -> None:
+    """``--upstream`` and ``--redirect-port`` are nginx's: without ``--nginx`` they would do
+    nothing; with it, the other hosts must resolve and the redirect port be free of the
+    workers'. Raises :class:`ConfigError`."""
+    from hybrid.nginx.upstreams import check_upstreams
+
+    if config.nginx is None:
+        for name, value in (("upstream", config.upstream), ("redirect_port", config.redirect_port)):
+            if value:
+                where = config.sources.get(name, "--" + name.replace("_", "-"))
+                raise ConfigError(
+                    f"{where} needs --nginx PORT: it is nginx's (print a config for an nginx "
+                    "of your own with hybrid nginx)",
+                    option=where,
+                    value=value,
+                )
+        return
+    check_upstreams(config)
+    same_address = config.nginx_host in (None, config.host)
+    if same_address and config.redirect_port in config.ports:
+        where = config.sources.get("redirect_port", "--redirect-port")
+        raise ConfigError(
+            f"{where}: port {config.redirect_port} is also one of --ports: give the redirect "
+            "a port of its own",
+            option=where,
+            value=config.redirect_port,
+        )
+
+
 def print_nginx_config(args: argparse.Namespace) -> int:
     """``hybrid nginx``: render the config from the same ``Config`` the workers use."""
-    from hybrid.nginx import DEFAULT_LISTEN_PORT, parse_listen, render_config
+    from hybrid.nginx import DEFAULT_LISTEN_PORT, NginxError, parse_listen, render_config
+    from hybrid.nginx.binary import http2_mode
+    from hybrid.nginx.render import Http2
+    from hybrid.nginx.upstreams import check_upstreams
 
     prog = "hybrid nginx"
     cli = {o.name: getattr(args, o.name, None) for o in OPTIONS}
@@ -125,8 +160,20 @@ def print_nginx_config(args: argparse.Namespace) -> int:
             args.listen or str(config.nginx or DEFAULT_LISTEN_PORT),
             default_host=config.nginx_host or "127.0.0.1",
         )
+        check_tls(config)
+        check_upstreams(config)
+        http2: Http2 = ""
+        if config.certfile:
+            try:
+                http2 = http2_mode()  # what the nginx here supports; none here: plain TLS
+            except NginxError:
+                pass
         text = render_config(
-            config, prefix=os.path.abspath(args.prefix), listen_host=host, listen_port=port
+            config,
+            prefix=os.path.abspath(args.prefix),
+            listen_host=host,
+            listen_port=port,
+            http2=http2,
         )
     except ConfigError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -202,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in (
         "ports",
         "host",
+        "upstream",
+        "certfile",
+        "keyfile",
+        "redirect_port",
         "server_name",
         "static",
         "max_body_size",

@@ -286,16 +286,35 @@ def _parse_upstreams(value: object) -> tuple[tuple[str, tuple[int, ...]], ...]:
             ports = rest[1:] if bracket and rest.startswith(":") else ""
         else:
             host, _, ports = text.rpartition(":")
-        if not host or not ports or any(c in host for c in ",;{}'\" \t"):
+        if not host or not ports or not _is_host(host, bracketed=text.startswith("[")):
+            hint = (
+                f" (an IPv6 address goes in brackets: [{host}]:{ports})"
+                if ":" in host and _is_host(host, bracketed=True)
+                else ""
+            )
             raise ValueError(
                 f"{text!r} is not HOST:PORTS: write one host per entry, e.g. "
-                "10.0.0.1:8001-8004 (give the option again for another host)"
+                f"10.0.0.1:8001-8004 (give the option again for another host){hint}"
             )
         try:
             result.append((host, parse_ports(ports)))
         except ConfigError as exc:
             raise ValueError(f"{text!r}: {exc}") from None
     return tuple(result)
+
+
+#: A host name as nginx's ``server`` takes it: dot-separated labels of letters, digits and
+#: inner hyphens (no scheme, path, user or port).
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def _is_host(host: str, *, bracketed: bool) -> bool:
+    """An IPv4 address or a host name, or (in brackets) an IPv6 address."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return not bracketed and len(host) <= 253 and _HOSTNAME.fullmatch(host) is not None
+    return (address.version == 6) == bracketed
 
 
 def _parse_optional_file(value: object) -> str | None:

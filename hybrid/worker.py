@@ -53,6 +53,7 @@ from hybrid.protocol import (
     encode,
     heartbeat_interval,
 )
+from hybrid.tls import worker_context
 from hybrid.watchdog import Watchdog
 from hybrid.web import HEAD_READ_FACTOR, HybridApplication, make_app
 
@@ -171,6 +172,8 @@ class Worker:
             max_header_size=self.config.max_header_size * HEAD_READ_FACTOR,
             idle_connection_timeout=self.config.keepalive_timeout,
             body_timeout=self.config.body_timeout,
+            # --certfile without --nginx: the worker serves TLS itself (checked by the master)
+            ssl_options=worker_context(self.config),
         )
         server.add_sockets(self.sockets)
         lag_probe = self._serve_metrics(app, lanes, groups)

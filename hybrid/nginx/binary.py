@@ -17,6 +17,7 @@ from pathlib import Path
 from hybrid.config import Config
 from hybrid.errors import NginxError
 from hybrid.log import gen_log
+from hybrid.nginx.render import Http2
 
 __all__ = [
     "CONF_NAME",
@@ -25,6 +26,7 @@ __all__ = [
     "base_command",
     "check_config",
     "find_nginx",
+    "http2_mode",
     "require_modules",
     "run_check",
     "strip_log_line",
@@ -92,18 +94,37 @@ def _configure_arguments(binary: str) -> str:
 
 def require_modules(config: Config, nginx: str | None = None) -> None:
     """Raise :class:`NginxError` when ``config`` needs a module the nginx binary was built
-    without: ``--trusted-proxies`` needs the realip module (Debian's nginx-light and nginx
-    have it; a minimal build from source does not)."""
-    if not config.trusted_proxies:
+    without: ``--trusted-proxies`` needs the realip module, ``--certfile`` the ssl module
+    (Debian's nginx-light and nginx have both; a minimal build from source does not)."""
+    needs = [
+        (name, module, what)
+        for name, module, what in (
+            ("trusted_proxies", "http_realip_module", "realip"),
+            ("certfile", "http_ssl_module", "ssl"),
+        )
+        if getattr(config, name)
+    ]
+    if not needs:
         return
     binary = find_nginx(nginx)
-    if "--with-http_realip_module" not in _configure_arguments(binary):
-        option = config.sources.get("trusted_proxies", "--trusted-proxies")
-        raise NginxError(
-            f"{option} needs nginx's realip module, and {binary} was built without it "
-            "(nginx -V lists no --with-http_realip_module): install nginx-light or nginx "
-            "from the distribution, or drop the option"
-        )
+    for name, module, what in needs:
+        if f"--with-{module}" not in _configure_arguments(binary):
+            option = config.sources.get(name, "--" + name.replace("_", "-"))
+            raise NginxError(
+                f"{option} needs nginx's {what} module, and {binary} was built without it "
+                f"(nginx -V lists no --with-{module}): install nginx-light or nginx "
+                "from the distribution, or drop the option"
+            )
+
+
+def http2_mode(nginx: str | None = None) -> Http2:
+    """How the nginx binary takes HTTP/2 with TLS: ``"on"`` (the ``http2`` directive, nginx
+    1.25.1 and later), ``"listen"`` (``listen ... ssl http2``) or ``""`` (built without the
+    http_v2 module: plain TLS, HTTP/1.1)."""
+    binary = find_nginx(nginx)
+    if "--with-http_v2_module" not in _configure_arguments(binary):
+        return ""
+    return "on" if _nginx_version(binary) >= (1, 25, 1) else "listen"
 
 
 def base_command(binary: str, prefix: Path, conf: Path) -> list[str]:

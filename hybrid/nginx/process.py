@@ -27,11 +27,13 @@ from hybrid.nginx.binary import (
     CONF_NAME,
     base_command,
     find_nginx,
+    http2_mode,
     require_modules,
     run_check,
     strip_log_line,
 )
-from hybrid.nginx.render import DEFAULT_LISTEN_PORT, format_address, render_config
+from hybrid.nginx.render import DEFAULT_LISTEN_PORT, Http2, format_address, render_config
+from hybrid.nginx.upstreams import servers as upstream_servers
 from hybrid.procutil import parent_death_signal
 
 __all__ = ["NginxProcess"]
@@ -74,6 +76,7 @@ class NginxProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._returncode: int | None = None
         self._stopping = False
+        self._http2: Http2 = ""
 
     # -- state -------------------------------------------------------------------------------
 
@@ -130,7 +133,8 @@ class NginxProcess:
             listen_host=self.listen_host,
             listen_port=self.listen_port,
         )
-        self._check_port_free(wait=0)
+        for port in self._ports():
+            self._check_port_free(port, wait=0)
 
     def start(self) -> None:
         """Render, check and start nginx; returns once it is started (see
@@ -140,6 +144,7 @@ class NginxProcess:
             raise NginxError(f"nginx is already running (pid {self._proc.pid})")
         binary = find_nginx(self._nginx)
         require_modules(self.config, binary)
+        self._http2 = http2_mode(binary) if self.config.certfile else ""
         if self.prefix is not None:
             try:
                 self.prefix.mkdir(parents=True, exist_ok=True)
@@ -161,11 +166,13 @@ class NginxProcess:
                 listen_port=self.listen_port,
                 error_log="stderr",
                 access_log=self.access_log,
+                http2=self._http2,
             )
             conf = prefix / CONF_NAME
             conf.write_text(text, encoding="utf-8")
             run_check(binary, prefix, conf)
-            self._check_port_free()
+            for port in self._ports():
+                self._check_port_free(port)
             command = [*base_command(binary, prefix, conf), "-g", "daemon off;"]
             self._proc = subprocess.Popen(
                 command,
@@ -180,11 +187,19 @@ class NginxProcess:
             raise
         self._returncode = None
         self._stopping = False
+        others = len(upstream_servers(self.config)) - len(self.config.ports)
         gen_log.info(
-            "nginx %d listening on http://%s in front of %d worker(s)",
+            "nginx %d listening on %s://%s in front of %d worker(s)%s%s",
             self._proc.pid,
+            "https" if self.config.certfile else "http",
             format_address(self.listen_host, self.listen_port, loopback=False),
             len(self.config.ports),
+            f" and {others} on {len(self.config.upstream)} other host(s)" if others else "",
+            (
+                f", redirecting http on port {self.config.redirect_port}"
+                if self.config.certfile and self.config.redirect_port is not None
+                else ""
+            ),
         )
 
     def wait_ready(self, timeout: float = 10.0) -> None:
@@ -226,6 +241,7 @@ class NginxProcess:
                 listen_port=self.listen_port,
                 error_log="stderr",
                 access_log=self.access_log,
+                http2=self._http2,
             )
             conf = self.prefix / CONF_NAME
             candidate = self.prefix / (CONF_NAME + ".new")
@@ -283,7 +299,12 @@ class NginxProcess:
 
     # -- checks ------------------------------------------------------------------------------
 
-    def _check_port_free(self, wait: float = 1.0) -> None:
+    def _ports(self) -> list[int]:
+        """The ports nginx listens on: its own, and ``--redirect-port`` with TLS."""
+        redirect = self.config.redirect_port
+        return [self.listen_port] + ([redirect] if self.config.certfile and redirect else [])
+
+    def _check_port_free(self, port: int, wait: float = 1.0) -> None:
         """A clear error for the commonest start failure, before nginx reports it on stderr.
 
         Waits up to ``wait`` seconds: the workers of an nginx that just died may still be
@@ -295,15 +316,16 @@ class NginxProcess:
             with socket.socket(family, socket.SOCK_STREAM) as sock:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
-                    sock.bind((host, self.listen_port))
+                    sock.bind((host, port))
                     return
                 except OSError as exc:
                     error = exc
             if error.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
-                where = format_address(host, self.listen_port, loopback=False)
+                where = format_address(host, port, loopback=False)
+                option = "--nginx" if port == self.listen_port else "--redirect-port"
                 raise NginxError(
                     f"nginx cannot listen on {where}: {error.strerror or error}: stop the "
-                    "process that holds the port or choose another --nginx port"
+                    f"process that holds the port or choose another {option} port"
                 )
             time.sleep(0.05)
 

@@ -13,16 +13,21 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from hybrid.config import Config
 from hybrid.errors import ConfigError, NginxError
+from hybrid.nginx.upstreams import servers as upstream_servers
 from hybrid.protocol import heartbeat_interval
+from hybrid.tls import check_options as check_tls_options
 
 __all__ = [
     "DEFAULT_LISTEN_PORT",
+    "HTTP2_MODES",
     "INSTALLED_TEMPLATE_PATH",
     "MIME_TYPES_PATH",
     "TEMPLATE_PATH",
+    "Http2",
     "format_address",
     "next_upstream_timeout",
     "parse_listen",
@@ -32,6 +37,11 @@ __all__ = [
 
 #: Where nginx listens when ``Config.nginx`` is not set and no ``listen_port`` is given.
 DEFAULT_LISTEN_PORT = 8000
+
+#: How HTTP/2 is switched on with TLS: not at all (an nginx without the http_v2 module),
+#: ``listen ... ssl http2`` (nginx before 1.25.1), or the ``http2 on`` directive.
+Http2 = Literal["", "listen", "on"]
+HTTP2_MODES: tuple[Http2, ...] = ("", "listen", "on")
 
 #: The template; ``nginx/`` sits next to the ``hybrid`` package in the source tree (and
 #: in an editable install): two levels above this file's package.
@@ -108,18 +118,25 @@ def render_config(
     listen_port: int | None = None,
     error_log: str | None = None,
     access_log: str | None = None,
+    http2: Http2 = "",
 ) -> str:
     """The complete ``nginx.conf`` for ``config``, with every file under ``prefix``.
 
     nginx listens on ``listen_host``:``listen_port`` (default ``config.nginx``, else
     :data:`DEFAULT_LISTEN_PORT`) and balances over ``config.host``:each of ``config.ports``
-    (``0.0.0.0``/``::`` become loopback). ``error_log`` is ``"stderr"`` or a path (default
-    ``PREFIX/error.log``; when it is ``"stderr"`` the file is written too, for
-    :class:`NginxProcess` to quote); ``access_log`` a path or ``"off"`` (default
-    ``PREFIX/access.log``).
+    (``0.0.0.0``/``::`` become loopback) and every ``config.upstream`` host's ports. With
+    ``config.certfile`` it listens with TLS (HTTP/2 as ``http2`` says: see :data:`Http2`;
+    :func:`hybrid.nginx.binary.http2_mode` tells what the binary supports), and with
+    ``config.redirect_port`` it answers plain HTTP there with a 301 to https.
+    ``error_log`` is ``"stderr"`` or a path (default ``PREFIX/error.log``; when it is
+    ``"stderr"`` the file is written too, for :class:`NginxProcess` to quote);
+    ``access_log`` a path or ``"off"`` (default ``PREFIX/access.log``).
 
     Raises :class:`NginxError` when the template is missing, a static directory does not
-    exist, or a value cannot be written into an nginx config safely. No other I/O.
+    exist, or a value cannot be written into an nginx config safely, and
+    :class:`ConfigError` for a worker listed twice, ``--certfile`` without ``--keyfile``
+    (or the reverse), or ``--redirect-port`` without them or on nginx's own port. No other
+    I/O (the certificate files are not read here: :func:`hybrid.tls.check` does).
     """
     prefix_path = Path(os.path.abspath(prefix))
     _check_word(str(prefix_path), "prefix directory")
@@ -128,6 +145,20 @@ def render_config(
         raise NginxError(f"nginx listen port {port} is out of range: use 1-65535")
     if not config.ports:
         raise NginxError("no worker ports to balance over: give --ports")
+    if http2 not in HTTP2_MODES:
+        raise NginxError(f"http2 must be one of {HTTP2_MODES}, not {http2!r}")
+    servers = upstream_servers(config)
+    check_tls_options(config)
+    tls = bool(config.certfile)
+    if config.redirect_port is not None and config.redirect_port == port:
+        where = config.sources.get("redirect_port", "--redirect-port")
+        raise ConfigError(
+            f"{where} {port} is nginx's own (https) port: give the plain-HTTP redirect a "
+            "port of its own, e.g. 80",
+            option=where,
+            value=port,
+        )
+    listen_options = (" ssl" if tls else "") + (" http2" if tls and http2 == "listen" else "")
     error_file = prefix_path / "error.log"
     if error_log is None or error_log == str(error_file):
         error_lines = [f"error_log {error_file} error;"]
@@ -146,15 +177,27 @@ def render_config(
             f"include {MIME_TYPES_PATH};" if MIME_TYPES_PATH.is_file() else _INLINE_MIME_TYPES
         ),
         "max_body_size": str(config.max_body_size),
-        "servers": "\n".join(
-            f"server {format_address(config.host, p)} max_fails=0;" for p in config.ports
-        ),
-        "tries": str(len(config.ports)),
+        "servers": "\n".join(f"server {format_address(h, p)} max_fails=0;" for h, p in servers),
+        "tries": str(len(servers)),
         "next_upstream_timeout": _msec(next_upstream_timeout(config)),
         "read_timeout": _msec(read_timeout(config)),
-        "listen": format_address(listen_host, port, loopback=False),
+        "listen": format_address(listen_host, port, loopback=False) + listen_options,
         "server_name": _server_name(config.server_name),
-        "default_server": _default_server(listen_host, port, config.server_name),
+        "tls": _tls(config, http2) if tls else "",
+        "default_server": _default_server(
+            [format_address(listen_host, port, loopback=False) + listen_options]
+            + (
+                [format_address(listen_host, config.redirect_port, loopback=False)]
+                if tls and config.redirect_port is not None
+                else []
+            ),
+            config.server_name,
+        ),
+        "redirect_server": (
+            _redirect_server(listen_host, config.redirect_port, port, config.server_name)
+            if tls and config.redirect_port is not None
+            else ""
+        ),
         "real_ip": _real_ip(config.trusted_proxies),
         "forwarded_for": "$hybrid_forwarded_for" if config.trusted_proxies else "$remote_addr",
         "static_locations": _static_locations(config.static),
@@ -275,19 +318,54 @@ def format_address(host: str, port: int, *, loopback: bool = True) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _default_server(host: str, port: int, names: str) -> str:
-    """With ``--server-name``, a default server on the same address that closes the
-    connection (444) of any request for another host, instead of passing it on."""
+def _default_server(listens: list[str], names: str) -> str:
+    """With ``--server-name``, a default server on the same addresses (``listens``, with
+    their options) that closes the connection (444) of any request for another host,
+    instead of passing it on (or redirecting it)."""
     if names.split() == ["_"]:
         return ""
     return (
         "# --server-name is given: a request for any other host (or none) is refused here,\n"
         "# the connection closed without an answer (444), and never reaches a worker.\n"
         "server {\n"
-        f"    listen {format_address(host, port, loopback=False)} default_server;\n"
-        '    server_name "";\n'
+        + "".join(f"    listen {listen} default_server;\n" for listen in listens)
+        + '    server_name "";\n'
         "    access_log off;\n"
         "    return 444;\n"
+        "}"
+    )
+
+
+def _tls(config: Config, http2: Http2) -> str:
+    """The TLS settings of the http block (every ``listen ... ssl`` server uses them)."""
+    assert config.certfile and config.keyfile
+    _check_word(config.certfile, "--certfile path")
+    _check_word(config.keyfile, "--keyfile path")
+    lines = [
+        f"ssl_certificate {config.certfile};",
+        f"ssl_certificate_key {config.keyfile};",
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+        "ssl_prefer_server_ciphers off;",
+        "ssl_session_cache shared:hybrid_tls:10m;",
+        "ssl_session_timeout 1d;",
+        "ssl_session_tickets off;",
+    ]
+    if http2 == "on":
+        lines.append("http2 on;")
+    return "\n".join(lines)
+
+
+def _redirect_server(host: str, redirect_port: int, https_port: int, names: str) -> str:
+    """``--redirect-port``: plain HTTP there answers 301 to the same host and path over
+    https on nginx's port (written only when it is not 443)."""
+    target = "https://$host" + ("" if https_port == 443 else f":{https_port}") + "$request_uri"
+    return (
+        "# --redirect-port: plain HTTP here is answered with a permanent redirect to https,\n"
+        "# the same host, path and query; no request reaches a worker over plain HTTP.\n"
+        "server {\n"
+        f"    listen {format_address(host, redirect_port, loopback=False)};\n"
+        f"    server_name {_server_name(names)};\n"
+        f"    return 301 {target};\n"
         "}"
     )
 

@@ -254,16 +254,13 @@ def test_redis_unreachable_at_start_workers_serve_log_once_and_connect_later(
 
 
 @contextmanager
-def nginx_over(upstreams: list[tuple[str, int]], port: int, prefix: Path) -> Iterator[None]:
-    """One nginx on 127.0.0.1:``port`` balancing over ``upstreams`` on several addresses,
-    with hybrid's own config for the rest (WebSocket upgrade headers included)."""
-    first_host, first_port = upstreams[0]
-    text = render_config(
-        Config(host=first_host, ports=(first_port,)), prefix=prefix, listen_port=port
-    )
-    line = f"server {first_host}:{first_port} max_fails=0;"
-    assert line in text
-    text = text.replace(line, "\n".join(f"server {h}:{p} max_fails=0;" for h, p in upstreams))
+def nginx_over(hosts: list[tuple[str, tuple[int, ...]]], port: int, prefix: Path) -> Iterator[None]:
+    """One nginx on 127.0.0.1:``port`` balancing over the workers of several hosts: the
+    first host's as ``--ports``, the others' as ``--upstream`` (hybrid's own config, the
+    WebSocket upgrade headers included)."""
+    (first_host, first_ports), *others = hosts
+    config = Config(host=first_host, ports=first_ports, upstream=tuple(others))
+    text = render_config(config, prefix=prefix, listen_port=port)
     conf = prefix / "nginx.conf"
     conf.write_text(text)
     nginx = subprocess.Popen(
@@ -325,15 +322,10 @@ def test_a_message_crosses_hosts_two_masters_one_nginx_one_redis(
                     30,
                     message=lambda s=server: s.stderr,  # type: ignore[misc]
                 )
-        upstreams = [
-            ("127.0.0.2", port_a),
-            ("127.0.0.2", port_a2),
-            ("127.0.0.3", port_b),
-            ("127.0.0.3", port_b2),
-        ]
+        hosts = [("127.0.0.2", (port_a, port_a2)), ("127.0.0.3", (port_b, port_b2))]
         prefix = tmp_path / "nginx"
         prefix.mkdir()
-        with nginx_over(upstreams, nginx_port, prefix), sockets() as connect:
+        with nginx_over(hosts, nginx_port, prefix), sockets() as connect:
             on_a = on_b = None
             for _ in range(40):  # nginx round-robins: a few sockets land on each host
                 sock = connect(room(nginx_port, "x"))

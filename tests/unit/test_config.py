@@ -383,6 +383,59 @@ def test_groups_over_redis_without_the_client_name_the_extra(
     assert caught.value.option == "--groups"
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (["10.0.0.2:8001-8004"], (("10.0.0.2", (8001, 8002, 8003, 8004)),)),
+        (
+            "10.0.0.2:8001 web-3.internal:8001,8003",
+            (
+                ("10.0.0.2", (8001,)),
+                ("web-3.internal", (8001, 8003)),
+            ),
+        ),
+        (["[fd00::2]:9000"], (("fd00::2", (9000,)),)),
+        ("", ()),
+    ],
+)
+def test_upstream_takes_one_host_per_entry(raw: object, expected: object) -> None:
+    assert Config.from_sources({"upstream": raw}, environ={}).upstream == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("10.0.0.2", "'10.0.0.2' is not HOST:PORTS"),
+        ("http://10.0.0.2:8001", "'http://10.0.0.2:8001' is not HOST:PORTS"),
+        ("user@web:8001", "'user@web:8001' is not HOST:PORTS"),
+        ("fd00::2:8001", "an IPv6 address goes in brackets: [fd00::2]:8001"),
+        ("[10.0.0.2]:8001", "'[10.0.0.2]:8001' is not HOST:PORTS"),
+        ("web_3:8001", "'web_3:8001' is not HOST:PORTS"),
+        ("10.0.0.2:80x", "invalid port '80x'"),
+    ],
+)
+def test_upstream_errors_name_the_entry(raw: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_sources(environ={"HYBRID_UPSTREAM": raw})
+    assert str(info.value).startswith("HYBRID_UPSTREAM: bad value")
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_tls_files_are_made_absolute_and_the_redirect_port_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = Config.from_sources(
+        {"certfile": "site.crt", "keyfile": "~/site.key", "redirect_port": "80"}, environ={}
+    )
+    assert config.certfile == str(tmp_path / "site.crt")
+    assert config.keyfile == os.path.expanduser("~/site.key")
+    assert config.redirect_port == 80
+    with pytest.raises(ConfigError, match="--redirect-port: bad value '80-81'"):
+        Config.from_sources({"redirect_port": "80-81"}, environ={})
+
+
 def test_access_log_options(tmp_path: Path) -> None:
     config = Config.from_sources(
         {"access_log": str(tmp_path / "access.log"), "access_log_format": "%(h)s %(s)s "},

@@ -19,4 +19,6 @@ urlpatterns = [
     path("django/sync-stream", views.sync_stream),
     path("django/ünïcode", views.async_view),
     path("django/group-send/<str:group>", views.group_send),
+    path("django/secure", views.secure),
+    path("django/session", views.session),
 ]

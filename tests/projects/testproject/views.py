@@ -120,3 +120,16 @@ def group_send(request, group):
     message = {"type": "chat.message", "text": request.body.decode(), "via": "view"}
     hybrid.group_send_sync(group, message)
     return HttpResponse("sent", status=202)
+
+
+def secure(request):
+    """What Django makes of the scheme: TLS at nginx (X-Forwarded-Proto) or at the worker."""
+    return JsonResponse({"is_secure": request.is_secure(), "scheme": request.scheme})
+
+
+def session(request):
+    """The session's value, stored first when ``?set=VALUE`` is given (sessions in the DB:
+    one host's workers read what another host's wrote)."""
+    if "set" in request.GET:
+        request.session["value"] = request.GET["set"]
+    return JsonResponse({"value": request.session.get("value"), "pid": os.getpid()})
