@@ -575,6 +575,14 @@ OPTIONS: tuple[Option, ...] = (
         "BOOL",
     ),
     Option(
+        "forwarded_allow_ips",
+        "--forwarded-allow-ips",
+        _parse_trusted_proxies,
+        "more peers whose X-Real-IP/X-Forwarded-* the workers honour, besides loopback: "
+        "the nginx of another host, e.g. 10.0.0.1 or 10.0.0.0/24 (default none)",
+        "ADDRS",
+    ),
+    Option(
         "nginx",
         "--nginx",
         _parse_optional_nginx_port,
@@ -829,6 +837,7 @@ class Config:
     body_timeout: float = 60.0
     max_header_size: int = 64 * 1024
     xheaders: bool = True
+    forwarded_allow_ips: tuple[str, ...] = ()
     nginx: int | None = None
     nginx_host: str | None = None
     upstream: tuple[tuple[str, tuple[int, ...]], ...] = ()

@@ -86,8 +86,8 @@ class HybridApplication(tornado.web.Application):
     The worker uses it to drain before it stops (:meth:`start_draining`, :attr:`inflight`),
     to count requests for ``--max-requests`` (:attr:`served`, :attr:`on_request_done`), and
     to honour ``X-Real-IP``/``X-Forwarded-*`` only from loopback peers (``Config.xheaders``),
-    which is where the nginx in front connects from. Tornado's own ``xheaders`` would trust
-    any peer.
+    which is where the nginx in front connects from, and from ``--forwarded-allow-ips`` (the
+    nginx of another host). Tornado's own ``xheaders`` would trust any peer.
 
     Where it routes a request to a handler class (:meth:`get_handler_delegate`) it applies
     what every route gets, worked out once per class:
@@ -123,6 +123,10 @@ class HybridApplication(tornado.web.Application):
         self.config = config if config is not None else Config()
         #: The port this application serves (None outside a worker).
         self.port = port
+        #: Peers besides loopback whose proxy headers count (``--forwarded-allow-ips``).
+        self.forwarded_allow: tuple[IPNetwork, ...] = tuple(
+            ipaddress.ip_network(text) for text in self.config.forwarded_allow_ips
+        )
         self.inflight = 0
         self.served = 0
         #: Open WebSockets (any tornado ``WebSocketHandler``), closed when the worker drains.
@@ -291,6 +295,30 @@ def _is_loopback(context: object) -> bool:
     return _loopback_ip(address[0])
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _is_allowed(context: object, networks: tuple[IPNetwork, ...]) -> bool:
+    """Whether the peer is in ``--forwarded-allow-ips`` (the nginx of another host)."""
+    if not networks:
+        return False
+    address = getattr(context, "address", None)
+    if not isinstance(address, tuple) or not address:
+        return False
+    return _allowed_ip(address[0], networks)
+
+
+@functools.lru_cache(maxsize=256)
+def _allowed_ip(host: str, networks: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
+
+
 @functools.lru_cache(maxsize=64)
 def _loopback_ip(host: str) -> bool:
     try:
@@ -355,7 +383,7 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
             tornado_compat.close_after_response(self._conn)
         if self._app.config.xheaders and _has_proxy_headers(headers):
             context = getattr(self._conn, "context", None)
-            if _is_loopback(context):
+            if _is_loopback(context) or _is_allowed(context, self._app.forwarded_allow):
                 tornado_compat.apply_xheaders(context, headers)
                 self._xheaders_applied = True
         request_id = ensure_request_id(headers)

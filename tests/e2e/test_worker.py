@@ -156,6 +156,21 @@ def test_proxy_headers_are_applied_only_for_loopback_peers(peer: str, applied: i
     assert app.inflight == 0 and app.served == 1
 
 
+@pytest.mark.parametrize(
+    ("peer", "applied"),
+    [("10.0.0.8", 1), ("::ffff:10.0.0.9", 1), ("10.0.1.5", 0), ("127.0.0.1", 1)],
+)
+def test_forwarded_allow_ips_adds_the_nginx_of_another_host(peer: str, applied: int) -> None:
+    config = Config.from_sources({"forwarded_allow_ips": "10.0.0.0/24"})
+    app = HybridApplication([], config=config)
+    conn = _FakeConnection(peer)
+    tracked = _TrackedRequest(app, _Sink(), conn, object())
+    start = httputil.RequestStartLine("GET", "/", "HTTP/1.1")
+    tracked.headers_received(start, httputil.HTTPHeaders({"X-Forwarded-Proto": "https"}))
+    tracked.finish()
+    assert conn.context.applied == applied
+
+
 def test_xheaders_off_applies_nothing_even_for_loopback() -> None:
     app = HybridApplication([], config=Config(xheaders=False))
     conn = _FakeConnection("127.0.0.1")
