@@ -164,6 +164,13 @@ class Worker:
             self.notify(BootError(f"--groups {self.config.groups}: {exc}"))
             return BOOT_ERROR_EXIT
         await groups.start()
+        try:
+            # --certfile without --nginx: the worker serves TLS itself (the master checks
+            # the files first; a Config built by hand is reported here, in one line)
+            ssl_options = worker_context(self.config)
+        except HybridError as exc:
+            self.notify(BootError(str(exc)))
+            return BOOT_ERROR_EXIT
         tune_gc(self.config.gc_threshold)
         server = HTTPServer(
             app,
@@ -172,8 +179,7 @@ class Worker:
             max_header_size=self.config.max_header_size * HEAD_READ_FACTOR,
             idle_connection_timeout=self.config.keepalive_timeout,
             body_timeout=self.config.body_timeout,
-            # --certfile without --nginx: the worker serves TLS itself (checked by the master)
-            ssl_options=worker_context(self.config),
+            ssl_options=ssl_options,
         )
         server.add_sockets(self.sockets)
         lag_probe = self._serve_metrics(app, lanes, groups)

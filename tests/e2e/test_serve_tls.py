@@ -224,3 +224,32 @@ def test_bad_tls_options_are_one_line_and_exit_2(
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_a_config_built_by_hand_with_a_missing_certificate_is_a_boot_error(
+    free_ports: Ports, tmp_path: Path
+) -> None:
+    """``hybrid.serve()`` skips the CLI's checks: the worker reports the bad file in one
+    line and the master raises WorkerBootError, not a traceback from the worker."""
+    (port,) = free_ports(1)
+    missing = tmp_path / "nowhere.pem"
+    code = (
+        "import hybrid\n"
+        f"config = hybrid.Config(ports=({port},), settings='testproject.settings',"
+        f" certfile={str(missing)!r}, keyfile={str(missing)!r})\n"
+        "try:\n"
+        "    hybrid.serve(config)\n"
+        "except hybrid.WorkerBootError as exc:\n"
+        "    print('BOOT:', exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=hybrid_env(),
+        cwd=REPO_DIR,
+        timeout=60,
+    )
+    assert f"BOOT: worker for port {port} failed to boot: " in done.stdout, done.stderr
+    assert "cannot be read" in done.stdout
+    assert "Traceback" not in done.stderr
