@@ -171,9 +171,11 @@ def find_processes(root: int) -> tuple[int | None, int | None]:
     worker = celery = None
     for pid in tree_pids(root)[1:]:
         line = cmdline(pid)
-        if " -m celery " in line and celery is None:
+        # Celery titles its processes itself when setproctitle is installed ([celeryd: ...])
+        if celery is None and (" -m celery " in line or line.startswith("[celeryd")):
             celery = pid
-        elif " -m hybrid serve " in line and worker is None:
+        elif worker is None and (line.startswith("hybrid: worker") or " -m hybrid serve " in line):
+            # titled by hybrid[proctitle] when it is installed, else python's command line
             worker = pid
     return worker, celery
 
