@@ -142,6 +142,10 @@ class Subscriber(ABC):
             kind = message["type"]
             if kind == "message":
                 self.message(message["channel"], message["data"])
+                # Messages already read arrive without a suspension: without this, a burst
+                # of them (tasks finishing together) would wake every waiter in one turn of
+                # the loop, and the loop would answer them all before anything else ran.
+                await asyncio.sleep(0)
             elif kind == "subscribe":
                 self.subscribed(message["channel"])
 

@@ -341,8 +341,12 @@ def test_a_message_crosses_hosts_two_masters_one_nginx_one_redis(
             assert on_a.receive_type("chat.message")["text"] == "from host A"  # its own
             on_b.send(send="from host B")
             assert on_a.receive_type("chat.message")["text"] == "from host B"
-        names = redis.client_names()
-        assert sum(name.startswith("hybrid-sub-") for name in names) == 4, names
+        # One subscriber per worker, on both hosts (each connects at boot, in the background).
+        wait_until(
+            lambda: sum(name.startswith("hybrid-sub-") for name in redis.client_names()) == 4,
+            10,
+            message=lambda: redis.client_names(),
+        )
 
 
 def _listening(host: str, port: int) -> bool:
