@@ -209,3 +209,33 @@ def test_urls_are_shown_without_passwords_and_databases_keep_channels_apart() ->
     layer = RedisLayer("redis://127.0.0.1:6379/0?prefix=shop:&socket_timeout=1")
     assert layer.channel("r") == b"shop:r"
     assert layer.url == "redis://127.0.0.1:6379/0?socket_timeout=1"
+
+
+@pytest.mark.gen_test
+async def test_a_burst_of_messages_lets_the_loop_run_between_them(redis: RedisServer) -> None:
+    """Messages that arrive in one read are handed on one loop turn apart, so a burst
+    cannot hold the loop for all of them (other callbacks run in between)."""
+    layer = RedisLayer(redis.url)
+    order: list[object] = []
+    loop = asyncio.get_running_loop()
+
+    def dispatch(message: dict[str, Any]) -> None:
+        order.append(message["n"])
+        if message["n"] == 0:
+            loop.call_soon(order.append, "other callback")
+
+    mailbox = Mailbox(dispatch, lambda: None, lambda: None)
+    try:
+        await layer.add("burst", mailbox)
+        import redis as redis_sync
+
+        client = redis_sync.Redis.from_url(redis.url)
+        pipe = client.pipeline(transaction=False)
+        for n in range(5):
+            pipe.publish(layer.channel("burst"), f'{{"type": "t", "n": {n}}}'.encode())
+        pipe.execute()  # one write: the five arrive together
+        client.close()
+        await until(lambda: len(order) == 6, message="five messages")
+        assert order.index("other callback") < order.index(4), order
+    finally:
+        await layer.close()
