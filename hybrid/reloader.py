@@ -21,7 +21,7 @@ Two backends, one interface (:meth:`Reloader.changed`, called once per turn of t
   second, done inside the loop's 0.25 s tick.
 
 Why not a Python thread writing to the master's wake pipe: no Python thread may exist in
-the master (docs/design.md, "Nothing crosses a fork"), since one holding a lock at a fork
+the master, because nothing of the master may cross a fork: a thread holding a lock at a fork
 would leave that lock held for ever in the new worker. watchfiles' native thread runs no
 Python code and takes no lock a worker could need; a worker never touches the watcher it
 inherits. A reload a quarter of a second later than a thread could make it matters not
