@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -116,13 +117,26 @@ class HybridProcess:
         return f"http://127.0.0.1:{port}{path}"
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        """Wait until every port answers, failing with the master's output if it dies."""
+        """Wait until every port answers and the master has logged that port's worker as
+        serving, failing with the master's output if it dies.
+
+        A bound port accepts (and a worker may answer) a moment before the master reads
+        the worker's ready notice, so answering alone does not mean the line is logged.
+        """
         pending = set(self.ports)
 
         def every_port_answers() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"hybrid serve exited {self.proc.returncode}:\n{self.stderr}")
             pending.difference_update([port for port in pending if _answers(port)])
+            if pending:
+                return False
+            logged = self.stderr
+            pending.update(
+                port
+                for port in self.ports
+                if not re.search(rf"worker \d+ serving https?://\S+:{port}\b", logged)
+            )
             return not pending
 
         wait_until(
