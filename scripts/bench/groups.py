@@ -47,7 +47,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import select
 import shutil
 import signal
@@ -83,9 +82,9 @@ from .harness import (
     wait_ready,
 )
 from .paths import BENCH_PYTHON, BENCH_VENV, PROJECT, REPO, RESULTS
-from .tools import CONSTRAINTS, ensure_bench_venv
+from .redis_server import client_list, start_redis, stop_redis
+from .tools import CONSTRAINTS, bench_versions, ensure_bench_venv, machine_text
 
-REDIS_SCRIPT = REPO / "scripts" / "redis"
 # The peer, pinned: what the bench virtualenv gets for this benchmark.
 PEER_PINS = (
     "channels==4.3.2",
@@ -94,13 +93,8 @@ PEER_PINS = (
     "websockets==17.4",
     "hiredis==3.5.0",  # redis-py's C parser, as hybrid's .venv has it
 )
-PEER_PROBES = {
-    "channels": "4.3.2",
-    "channels-redis": "4.3.0",
-    "uvicorn": "0.54.0",
-    "websockets": "17.4",
-    "hiredis": "3.5.0",
-}
+# Distribution name -> pinned version, to see whether the bench virtualenv has them.
+PEER_PROBES = dict(pin.replace("[standard]", "").split("==") for pin in PEER_PINS)
 STACKS = (MINE, PEER)
 
 SOCKETS = 2000
@@ -119,14 +113,7 @@ QUICK_MINUTES = "about 2 minutes (103 s)"
 def ensure_peers() -> None:
     """The bench virtualenv with Django (the project's pin) and the pinned peer."""
     ensure_bench_venv()
-    script = (
-        "import sys\nfrom importlib.metadata import version\nfor p in sys.argv[1:]:\n"
-        "    try: print(p, version(p))\n    except Exception: print(p, '-')\n"
-    )
-    done = subprocess.run(
-        [str(BENCH_PYTHON), "-c", script, *PEER_PROBES], capture_output=True, text=True
-    )
-    found = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+    found = bench_versions(PEER_PROBES)
     if all(found.get(name) == pin for name, pin in PEER_PROBES.items()):
         return
     log(f"installing {' '.join(PEER_PINS)} into {BENCH_VENV} (pip)")
@@ -143,39 +130,8 @@ def ensure_peers() -> None:
 
 
 def peer_versions() -> dict[str, str]:
-    script = (
-        "import sys\nfrom importlib.metadata import version\nfor p in sys.argv[1:]:\n"
-        "    try: print(p, version(p))\n    except Exception: print(p, '-')\n"
-    )
     names = [*PEER_PROBES, "redis", "msgpack", "Django", "uvloop", "httptools"]
-    done = subprocess.run(
-        [str(BENCH_PYTHON), "-c", script, *dict.fromkeys(names)], capture_output=True, text=True
-    )
-    return dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
-
-
-# --------------------------------------------------------------------------- Redis
-
-
-def start_redis(folder: str) -> dict[str, str]:
-    done = subprocess.run(
-        [str(REDIS_SCRIPT), "start", folder], capture_output=True, text=True, check=True
-    )
-    return dict(line.split("=", 1) for line in done.stdout.split() if "=" in line)
-
-
-def stop_redis(folder: str) -> None:
-    subprocess.run([str(REDIS_SCRIPT), "stop", folder], capture_output=True, check=False)
-
-
-def client_list(url: str) -> list[dict[str, str]]:
-    import redis
-
-    client = redis.Redis.from_url(url, client_name="groups-bench-probe", socket_timeout=5)
-    try:
-        return [{k: str(v) for k, v in entry.items()} for entry in client.client_list()]
-    finally:
-        client.close()
+    return bench_versions(dict.fromkeys(names))
 
 
 # --------------------------------------------------------------------------- stacks
@@ -324,7 +280,7 @@ def run_once(
             machine_before = machine_jiffies()
             redis_before = cpu_seconds({redis_pid: "redis"})
             sleep_until(window_start + args.duration / 2)
-            connections = classify_clients(client_list(url))
+            connections = classify_clients(client_list(url, "groups-bench-probe"))
             sleep_until(window_end)
             server_after = cpu_seconds(server_pids)
             machine_after = machine_jiffies()
@@ -411,19 +367,6 @@ def make_load(
         "runs": {s: [] for s in stacks},
         "failures": {},
     }
-
-
-def machine_text() -> str:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    release, python = platform.release(), platform.python_version()
-    return f"{os.cpu_count()} cores ({cpu}), Linux {release}, Python {python}"
 
 
 def main() -> None:

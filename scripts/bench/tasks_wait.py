@@ -36,7 +36,6 @@ import asyncio
 import datetime
 import json
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -61,7 +60,9 @@ from .harness import (
     wait_ready,
 )
 from .paths import PROJECT, REPO, RESULTS
+from .redis_server import client_list, start_redis, stop_redis
 from .tasks_stats import classify_clients, render_markdown, round_figures, summarize, targets
+from .tools import machine_text
 
 REQUESTS = 1000
 SECONDS = 2.0
@@ -74,47 +75,6 @@ CLIENT_LIST_EVERY = 0.25
 CLIENT_TIMEOUT = 60.0
 # Measured on the shared 2-core development container (docs/benchmarks.md).
 FULL_MINUTES = "under a minute"
-
-
-# --------------------------------------------------------------------------- Redis
-
-REDIS_SCRIPT = REPO / "scripts" / "redis"
-
-
-def start_redis(folder: str) -> dict[str, str]:
-    done = subprocess.run(
-        [str(REDIS_SCRIPT), "start", folder], capture_output=True, text=True, check=True
-    )
-    return dict(line.split("=", 1) for line in done.stdout.split() if "=" in line)
-
-
-def stop_redis(folder: str) -> None:
-    subprocess.run([str(REDIS_SCRIPT), "stop", folder], capture_output=True, check=False)
-
-
-def client_list(url: str) -> list[dict[str, str]]:
-    import redis
-
-    client = redis.Redis.from_url(url, client_name="tasks-bench-probe", socket_timeout=5)
-    try:
-        return [{k: str(v) for k, v in entry.items()} for entry in client.client_list()]
-    finally:
-        client.close()
-
-
-def machine_text() -> str:
-    cpu_name = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} cores ({cpu_name}), Linux {platform.release()},"
-        f" Python {platform.python_version()}"
-    )
 
 
 def celery_args(pool: str, concurrency: int) -> str:
@@ -238,7 +198,9 @@ class Sampler(threading.Thread):
             if now >= next_list:
                 next_list = now + CLIENT_LIST_EVERY
                 try:
-                    reading = classify_clients(client_list(self.url), self.worker)
+                    reading = classify_clients(
+                        client_list(self.url, "tasks-bench-probe"), self.worker
+                    )
                     reading["t"] = now
                     self.clients.append(reading)
                 except Exception as error:  # noqa: BLE001 - kept, not fatal

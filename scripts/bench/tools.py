@@ -9,6 +9,7 @@ import resource
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +87,37 @@ def ensure_tools() -> None:
     raise_nofile(2 * IDLE_CONNECTIONS + 4096)
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
+def bench_versions(names: Iterable[str]) -> dict[str, str]:
+    """The installed version of each distribution in the bench virtualenv ("-" if absent)."""
+    script = (
+        "import sys\nfrom importlib.metadata import version\nfor p in sys.argv[1:]:\n"
+        "    try: print(p, version(p))\n    except Exception: print(p, '-')\n"
+    )
+    done = subprocess.run(
+        [str(BENCH_PYTHON), "-c", script, *names], capture_output=True, text=True, timeout=60
+    )
+    return dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform's guess when that has none)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or "unknown"
+
+
+def machine_text() -> str:
+    """The machine in one line, for a report's heading."""
+    release, python = platform.release(), platform.python_version()
+    return f"{os.cpu_count()} cores ({cpu_name()}), Linux {release}, Python {python}"
+
+
+def machine() -> dict[str, Any]:
+    cpu = cpu_name()
     from importlib.metadata import PackageNotFoundError, version
 
     versions: dict[str, str | None] = {}
@@ -104,21 +127,13 @@ def machine() -> dict[str, Any]:
         except PackageNotFoundError:
             versions[package.lower()] = None
     # The peers' versions, from the bench virtualenv.
-    script = (
-        "import sys\nfrom importlib.metadata import version\nfor p in sys.argv[1:]:\n"
-        "    try: print(p.lower(), version(p))\n    except Exception: print(p.lower(), '-')\n"
-    )
-    peers = ("gunicorn", "gevent", "uvicorn", "Django", "PyMySQL")
     try:
-        done = subprocess.run(
-            [str(BENCH_PYTHON), "-c", script, *peers], capture_output=True, text=True, timeout=30
-        )
-        for line in done.stdout.splitlines():
-            name, _, found = line.partition(" ")
-            key = name if name in ("gunicorn", "gevent", "uvicorn") else f"{name} (peers)"
-            versions[key] = None if found == "-" else found
+        found = bench_versions(("gunicorn", "gevent", "uvicorn", "Django", "PyMySQL"))
     except (OSError, subprocess.TimeoutExpired):
-        pass
+        found = {}
+    for name, release in found.items():
+        key = name if name in ("gunicorn", "gevent", "uvicorn") else f"{name.lower()} (peers)"
+        versions[key] = None if release == "-" else release
     return {
         "nproc": CORES,
         "cpu": cpu,
