@@ -4,35 +4,21 @@ latency histogram and its quantiles, one run's figures, the Redis connections re
 CLIENT LIST, the rounds' medians and the targets, and the report. No server is started and
 nothing is timed.
 
-The package is loaded from its folder under a private name, as ``test_bench.py`` does.
+The package is loaded from its folder under a private name (``bench_package``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
-import runpy
 import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-BENCH = REPO / "scripts" / "bench"
-PACKAGE = "_hybrid_bench"
-
-
-def load(module: str) -> ModuleType:
-    if PACKAGE not in sys.modules:
-        runpy.run_path(str(BENCH / "paths.py"))["import_package"](PACKAGE, BENCH)
-    return importlib.import_module(f"{PACKAGE}.{module}")
-
+from bench_package import REPO, load
 
 stats = load("groups_stats")
 loadgen = load("groups_load")

@@ -4,30 +4,15 @@ connections from CLIENT LIST, the loop-lag histogram of the metrics listener, th
 outcomes, the rounds' medians, the targets and the report. No server is started and nothing
 is timed.
 
-The package is loaded from its folder under a private name, as ``test_bench.py`` does.
+The package is loaded from its folder under a private name (``bench_package``).
 """
 
 from __future__ import annotations
 
-import importlib
 import math
-import runpy
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-BENCH = REPO / "scripts" / "bench"
-PACKAGE = "_hybrid_bench"
-
-
-def load(module: str) -> ModuleType:
-    if PACKAGE not in sys.modules:
-        runpy.run_path(str(BENCH / "paths.py"))["import_package"](PACKAGE, BENCH)
-    return importlib.import_module(f"{PACKAGE}.{module}")
-
+from bench_package import load
 
 stats = load("tasks_stats")
 
