@@ -13,7 +13,9 @@ SIGTERM    graceful stop: workers drain for ``graceful_timeout``, then are kille
 SIGINT     the same (Ctrl-C); a second SIGINT or SIGQUIT kills the workers at once
 SIGQUIT    the same as SIGINT
 SIGHUP     rolling reload: one port at a time, a new worker (new code) starts and
-           serves, then the old one drains; the listening sockets stay open throughout
+           serves, then the old one drains; the listening sockets stay open throughout.
+           nginx (``--nginx``) re-reads its config and certificates once ``nginx -t``
+           accepts them
 SIGCHLD    wakes the loop so a dead worker is reaped and replaced at once
 SIGUSR1    passed on to every worker, which reopens its ``--access-log`` file (logrotate)
 =========  ==========================================================================
@@ -39,7 +41,7 @@ from hybrid.config import Config
 from hybrid.control import remove_pidfile, write_pidfile, write_status
 from hybrid.errors import WorkerBootError, describe_exception
 from hybrid.log import gen_log
-from hybrid.nginx import NginxProcess
+from hybrid.nginx import NginxError, NginxProcess
 from hybrid.proctitle import master_title, set_title
 from hybrid.procutil import (
     become_subreaper,
@@ -355,6 +357,7 @@ class Arbiter:
         """Queue a rolling replacement of every port (SIGHUP). A reload asked for during
         a reload starts over, so every port ends up running the newest code."""
         gen_log.info("master %d reloading: replacing workers one port at a time", self.pid)
+        self._reload_nginx()
         self.sidecars.reload()
         self._replace_queue = list(self.config.ports)
         self._reloads += 1
@@ -572,6 +575,19 @@ class Arbiter:
         """nginx on ``--nginx-host`` (default ``--host``): ``--nginx-host 0.0.0.0`` faces
         the network while the workers stay on loopback."""
         return NginxProcess(self.config, listen_host=self.config.nginx_host or self.config.host)
+
+    def _reload_nginx(self) -> None:
+        """nginx re-reads its config and certificate files (a renewed certificate), after
+        ``nginx -t`` accepts them: files nginx would reject leave the running ones serving."""
+        if self.nginx is None or self.nginx.pid is None:
+            return
+        pid = self.nginx.pid
+        try:
+            self.nginx.reload(self.nginx.config)
+        except NginxError as exc:
+            gen_log.error("nginx %d keeps its running config and certificates: %s", pid, exc)
+        else:
+            gen_log.info("nginx %d re-reading its config and certificates", pid)
 
     def _stop_nginx(self) -> None:
         if self.nginx is not None:

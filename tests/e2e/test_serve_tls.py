@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -144,6 +145,66 @@ def test_nginx_terminates_tls_for_https_and_wss_and_redirects_plain_http(
     assert response.status == 301
     assert response.getheader("Location") == f"https://127.0.0.1:{nginx_port}/django/pid?x=1&y=2"
     conn.close()
+    assert "Traceback" not in server.stderr
+
+
+def served_certificate(port: int) -> bytes:
+    """The DER certificate the server on ``port`` presents (not verified: it may change)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as conn:
+            der = conn.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def der(cert: Certificate) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(cert.certfile.read_text())
+
+
+@requires_nginx
+def test_reload_makes_nginx_read_a_renewed_certificate_and_keeps_it_on_a_bad_one(
+    hybrid_serve: Serve, free_ports: Ports, cert: Certificate, tmp_path: Path
+) -> None:
+    *ports, nginx_port = free_ports(2)
+    # nginx is given copies, renewed in place the way certbot renews its live/ files.
+    live = Certificate(tmp_path / "live.crt", tmp_path / "live.key")
+    live.certfile.write_bytes(cert.certfile.read_bytes())
+    live.keyfile.write_bytes(cert.keyfile.read_bytes())
+    server = hybrid_serve(
+        "--nginx",
+        str(nginx_port),
+        *tls_args(live),
+        ports=ports,
+        settings="testproject.settings_tls",
+    )
+    wait_until(lambda: answers_https(cert, nginx_port), 20, message=lambda: server.stderr)
+    assert served_certificate(nginx_port) == der(cert)
+    nginx_pid = int(server.stderr.split(" serving https://")[0].rsplit("nginx ", 1)[1])
+    renewed = self_signed(tmp_path / "renewed")
+    live.certfile.write_bytes(renewed.certfile.read_bytes())
+    live.keyfile.write_bytes(renewed.keyfile.read_bytes())
+    server.proc.send_signal(signal.SIGHUP)  # hybrid reload
+    wait_until(
+        lambda: served_certificate(nginx_port) == der(renewed), 20, message=lambda: server.stderr
+    )
+    assert f"nginx {nginx_pid} re-reading its config and certificates" in server.stderr
+    assert answers_https(renewed, nginx_port)
+    # A renewal gone wrong (a key of another certificate): nginx -t refuses it, so the
+    # running certificate keeps serving, and the log says why in one line.
+    live.keyfile.write_bytes(cert.keyfile.read_bytes())
+    server.proc.send_signal(signal.SIGHUP)
+    wait_until(
+        lambda: f"nginx {nginx_pid} keeps its running config and certificates: " in server.stderr,
+        20,
+        message=lambda: server.stderr,
+    )
+    assert served_certificate(nginx_port) == der(renewed)
+    assert answers_https(renewed, nginx_port)
+    assert f"nginx {nginx_pid} serving https://" in server.stderr  # never restarted
+    assert server.stderr.count(" serving https://") == 1
     assert "Traceback" not in server.stderr
 
 
