@@ -17,7 +17,8 @@ SIGHUP     rolling reload: one port at a time, a new worker (new code) starts an
            nginx (``--nginx``) re-reads its config and certificates once ``nginx -t``
            accepts them
 SIGCHLD    wakes the loop so a dead worker is reaped and replaced at once
-SIGUSR1    passed on to every worker, which reopens its ``--access-log`` file (logrotate)
+SIGUSR1    passed on to every worker, which reopens its ``--access-log`` file, and to
+           nginx, which reopens its log files (logrotate)
 =========  ==========================================================================
 
 A worker is replaced when it dies, when its IOLoop stops sending heartbeats for
@@ -151,12 +152,14 @@ class Arbiter:
     def run(self) -> int:
         if self.config.nginx is not None:
             self._new_nginx().preflight()  # NginxError before any port or worker
-        elif self.config.nginx_host is not None:
-            gen_log.warning(
-                "%s %s has no effect without --nginx PORT",
-                self.config.sources.get("nginx_host", "nginx_host"),
-                self.config.nginx_host,
-            )
+        else:
+            for name in ("nginx_host", "nginx_access_log"):
+                if (value := getattr(self.config, name)) is not None:
+                    gen_log.warning(
+                        "%s %s has no effect without --nginx PORT",
+                        self.config.sources.get(name, name),
+                        value,
+                    )
         self.sockets = bind_ports(self.config)
         try:
             self.metrics_sockets = bind_metrics_ports(self.config)
@@ -349,9 +352,12 @@ class Arbiter:
             if signum == signal.SIGHUP:
                 self.reload()
             elif signum == signal.SIGUSR1:
-                # logrotate: every worker reopens its access log file (--access-log FILE).
+                # logrotate: every worker reopens its access log file (--access-log FILE),
+                # and nginx its log files (--nginx-access-log FILE).
                 for worker in self.workers.values():
                     kill_quietly(worker.pid, signal.SIGUSR1)
+                if self.nginx is not None and self.nginx.pid is not None:
+                    kill_quietly(self.nginx.pid, signal.SIGUSR1)
 
     def reload(self) -> None:
         """Queue a rolling replacement of every port (SIGHUP). A reload asked for during
@@ -574,7 +580,11 @@ class Arbiter:
     def _new_nginx(self) -> NginxProcess:
         """nginx on ``--nginx-host`` (default ``--host``): ``--nginx-host 0.0.0.0`` faces
         the network while the workers stay on loopback."""
-        return NginxProcess(self.config, listen_host=self.config.nginx_host or self.config.host)
+        return NginxProcess(
+            self.config,
+            listen_host=self.config.nginx_host or self.config.host,
+            access_log=self.config.nginx_access_log or "off",
+        )
 
     def _reload_nginx(self) -> None:
         """nginx re-reads its config and certificate files (a renewed certificate), after

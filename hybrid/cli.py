@@ -173,6 +173,7 @@ def print_nginx_config(args: argparse.Namespace) -> int:
             prefix=os.path.abspath(args.prefix),
             listen_host=host,
             listen_port=port,
+            access_log=config.nginx_access_log,
             http2=http2,
         )
     except ConfigError as exc:
@@ -260,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         "timeout",
         "request_timeout",
         "proxy_read_timeout",
+        "nginx_access_log",
         "settings",
         "pythonpath",
     ):

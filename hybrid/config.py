@@ -340,6 +340,18 @@ def _parse_access_log(value: object) -> str:
     return path
 
 
+def _parse_nginx_access_log(value: object) -> str | None:
+    """``off`` or a file path in an existing directory (nginx opens it as it starts)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text == "off":
+        return text
+    if text in ("", "-"):
+        raise ValueError("expected off or a file path (nginx cannot write it to stderr)")
+    return _parse_access_log(text)
+
+
 def _parse_access_log_format(value: object) -> str | None:
     """A gunicorn-style format, compiled once here so that a bad one stops the start."""
     if value is None or value == "":
@@ -598,6 +610,15 @@ OPTIONS: tuple[Option, ...] = (
         "ADDR",
     ),
     Option(
+        "nginx_access_log",
+        "--nginx-access-log",
+        _parse_nginx_access_log,
+        "nginx's own access log: a FILE (reopened on SIGUSR1) or off (default: off under "
+        "serve --nginx, where the workers log every request they answer; PREFIX/access.log "
+        "in hybrid nginx's config)",
+        "FILE",
+    ),
+    Option(
         "upstream",
         "--upstream",
         _parse_upstreams,
@@ -840,6 +861,7 @@ class Config:
     forwarded_allow_ips: tuple[str, ...] = ()
     nginx: int | None = None
     nginx_host: str | None = None
+    nginx_access_log: str | None = None
     upstream: tuple[tuple[str, tuple[int, ...]], ...] = ()
     certfile: str | None = None
     keyfile: str | None = None

@@ -122,7 +122,8 @@ class NginxProcess:
 
     def preflight(self) -> None:
         """The checks that need no running workers: nginx installed, the config renders
-        (static directories exist), the listen port free. The master runs them before it
+        (static directories exist), nginx's workers can reach its directories, the listen
+        port free. The master runs them before it
         starts any worker, so a typo fails in a second rather than after every boot.
         Raises :class:`NginxError`."""
         find_nginx(self._nginx)
@@ -133,6 +134,7 @@ class NginxProcess:
             listen_host=self.listen_host,
             listen_port=self.listen_port,
         )
+        self._check_permissions(None)  # the prefix is made (and checked) by start()
         for port in self._ports():
             self._check_port_free(port, wait=0)
 
@@ -329,19 +331,23 @@ class NginxProcess:
                 )
             time.sleep(0.05)
 
-    def _check_permissions(self, prefix: Path) -> None:
+    def _check_permissions(self, prefix: Path | None) -> None:
         """As root, nginx's workers run as ``nobody``: they must reach the prefix (temporary
-        files) and read the static directories, or requests fail with 500/403 later."""
+        files) and read the static directories, or requests fail with 500/403 later, and
+        reach the access log's directory, or reopening it on SIGUSR1 (logrotate) fails."""
         if os.geteuid() != 0:
             return
         try:
             nobody = pwd.getpwnam("nobody").pw_uid
         except KeyError:
             nobody = -1
-        for path, what in [(prefix, "prefix directory")] + [
-            (Path(d), f"static directory for {u}") for u, d in self.config.static
-        ]:
-            read = what != "prefix directory"
+        # (directory, what it is, whether the workers list and read it or only pass through)
+        checked = [(Path(d), f"static directory for {u}", True) for u, d in self.config.static]
+        if prefix is not None:
+            checked.insert(0, (prefix, "prefix directory", False))
+        if self.access_log not in (None, "off"):
+            checked.append((Path(str(self.access_log)).parent, "access log's directory", False))
+        for path, what, read in checked:
             blocked = _blocked_for_others(path, read=read, owner=nobody)
             if blocked is not None:
                 mode = "o+rx" if read and blocked == path.resolve() else "o+x"

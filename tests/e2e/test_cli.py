@@ -81,8 +81,11 @@ def test_bad_option_values_say_what_is_expected(option: str, value: str, expecte
 def test_nginx_host_without_nginx_is_a_warning(
     hybrid_serve: Serve, free_ports: Callable[[int], list[int]]
 ) -> None:
-    server = hybrid_serve("--nginx-host", "127.0.0.2", ports=free_ports(1))
+    server = hybrid_serve(
+        "--nginx-host", "127.0.0.2", "--nginx-access-log", "off", ports=free_ports(1)
+    )
     assert "--nginx-host 127.0.0.2 has no effect without --nginx PORT" in server.stderr
+    assert "--nginx-access-log off has no effect without --nginx PORT" in server.stderr
 
 
 def test_bad_environment_value_names_the_variable() -> None:

@@ -12,10 +12,12 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -490,3 +492,85 @@ def test_hybrid_nginx_prints_a_config_nginx_accepts(free_ports: Ports, tmp_path:
         [find_nginx(), "-t", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stderr
+
+
+def nginx_conf(server: HybridProcess) -> str:
+    """The config the supervised nginx runs with (its ``-c`` argument, which nginx keeps
+    in its process title: ``nginx: master process /usr/sbin/nginx -p ... -c ...``)."""
+    pid = int(re.findall(r"nginx (\d+) serving ", server.stderr)[-1])
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().replace("\0", " ").split()
+    return Path(argv[argv.index("-c") + 1]).read_text()
+
+
+def test_nginx_access_log_is_off_by_default_and_a_file_is_reopened_on_sigusr1(
+    hybrid_serve: Serve, free_ports: Ports, tmp_path: Path
+) -> None:
+    # By default the workers' access log is the only one: nginx writes none into its
+    # private prefix, where nothing would ever rotate it.
+    *ports, nginx_port = free_ports(2)
+    server = start_with_nginx(hybrid_serve, ports, nginx_port)
+    assert "access_log off;" in nginx_conf(server)
+    assert "GET /hybrid/pid 200" in server.stderr  # the worker's line
+    server.stop(signal.SIGTERM)
+    # --nginx-access-log FILE: nginx's own lines there; logrotate moves the file and sends
+    # SIGUSR1 to the master, which passes it on to nginx (reopen) as to the workers. nginx's
+    # workers reopen it themselves, so (as root, where they run as nobody) its directory
+    # must be one they can reach, as /var/log/nginx is.
+    logs = Path(tempfile.mkdtemp(prefix="hybrid-nginx-logs-"))
+    logs.chmod(0o755)
+    log = logs / "nginx-access.log"
+    *ports, nginx_port = free_ports(2)
+    server = start_with_nginx(hybrid_serve, ports, nginx_port, "--nginx-access-log", str(log))
+    assert f"access_log {log} " in nginx_conf(server)
+    call(nginx_port, path="/hybrid/pid?before=rotation")
+    wait_until(lambda: log.exists() and "before=rotation" in log.read_text(), 10)
+    log.rename(logs / "nginx-access.log.1")
+    server.proc.send_signal(signal.SIGUSR1)
+    wait_until(log.exists, 10, message=lambda: server.stderr)
+    call(nginx_port, path="/hybrid/pid?after=rotation")
+    wait_until(lambda: "after=rotation" in log.read_text(), 10, message=lambda: server.stderr)
+    assert "after=rotation" not in (logs / "nginx-access.log.1").read_text()
+    code, stderr = server.stop(signal.SIGTERM)
+    assert code == 0 and "Traceback" not in stderr, stderr
+    shutil.rmtree(logs)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root only: nginx's workers run as nobody")
+def test_an_nginx_access_log_its_workers_cannot_reopen_is_refused_at_start(
+    free_ports: Ports, tmp_path: Path
+) -> None:
+    hidden = tmp_path / "private"
+    hidden.mkdir(mode=0o700)
+    port, nginx_port = free_ports(2)
+    result = subprocess.run(
+        [sys.executable, "-m", "hybrid", "serve", "--ports", str(port), "--nginx"]
+        + [str(nginx_port), "--nginx-access-log", str(hidden / "a.log")]
+        + ["--settings", "testproject.settings"],
+        capture_output=True,
+        text=True,
+        env=hybrid_env(),
+        timeout=60,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # before any worker started
+    assert "cannot reach the access log's directory" in lines[0]
+    assert "run chmod o+x" in lines[0]
+
+
+def test_hybrid_nginx_writes_its_access_log_where_asked(tmp_path: Path) -> None:
+    def render(*args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "hybrid", "nginx", "--ports", "8001", "--prefix"]
+            + [str(tmp_path), *args],
+            capture_output=True,
+            text=True,
+            env=hybrid_env(),
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert f"access_log {tmp_path}/access.log " in render()  # the prefix, by default
+    assert f"access_log {tmp_path}/a.log " in render("--nginx-access-log", str(tmp_path / "a.log"))
+    assert "access_log off;" in render("--nginx-access-log", "off")

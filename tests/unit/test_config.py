@@ -445,6 +445,13 @@ def test_access_log_options(tmp_path: Path) -> None:
     assert config.access_log_format == "%(h)s %(s)s "  # spaces are part of the format
     assert Config.from_sources({"access_log": "off"}, environ={}).access_log == "off"
     assert Config.from_sources({}, environ={}).access_log_format is None
+    # nginx's own: off, or a file; unset, each command has its default.
+    assert Config.from_sources({}, environ={}).nginx_access_log is None
+    nginx_log = Config.from_sources(
+        {}, environ={"HYBRID_NGINX_ACCESS_LOG": str(tmp_path / "n.log")}
+    ).nginx_access_log
+    assert nginx_log == str(tmp_path / "n.log")
+    assert Config.from_sources({"nginx_access_log": "off"}, environ={}).nginx_access_log == "off"
 
 
 @pytest.mark.parametrize(
@@ -456,6 +463,8 @@ def test_access_log_options(tmp_path: Path) -> None:
         ),
         ({"access_log_format": "%(h"}, "--access-log-format: '%(h': unbalanced %("),
         ({"access_log": "/no/such/dir/access.log"}, "--access-log: bad value"),
+        ({"nginx_access_log": "/no/such/dir/a.log"}, "--nginx-access-log: bad value"),
+        ({"nginx_access_log": "-"}, "--nginx-access-log: bad value '-': expected off or a file"),
     ],
 )
 def test_bad_access_log_options_are_one_line_errors(cli: dict[str, object], message: str) -> None:
