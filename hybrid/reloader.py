@@ -8,8 +8,9 @@ is abandoned) until the next save.
 
 What is watched: the ``.py``, ``.html`` and ``.txt`` files under the current directory,
 ``--pythonpath`` and the settings module's package, skipping hidden directories, virtual
-environments, ``__pycache__``, ``node_modules`` and ``site-packages``. The master imports
-nothing of the project for this: it only lists directories and reads file metadata.
+environments, ``__pycache__``, ``node_modules`` and ``site-packages``; a directory created
+later is watched once it appears. The master imports nothing of the project for this: it
+only lists directories and reads file metadata.
 
 Two backends, one interface (:meth:`Reloader.changed`, called once per turn of the loop):
 
@@ -153,13 +154,20 @@ def _directories(roots: Iterable[Path]) -> Iterator[Path]:
     for root in roots:
         for dirpath, dirnames, _ in os.walk(root):
             dirnames[:] = sorted(
-                name
-                for name in dirnames
-                if not name.startswith(".")
-                and name not in IGNORED_DIRS
-                and not os.path.exists(os.path.join(dirpath, name, "pyvenv.cfg"))
+                name for name in dirnames if _is_source_dir(os.path.join(dirpath, name))
             )
             yield Path(dirpath)
+
+
+def _is_source_dir(path: str) -> bool:
+    """A directory that may hold sources (as :func:`_directories` would descend into)."""
+    name = os.path.basename(path)
+    return (
+        os.path.isdir(path)
+        and not name.startswith(".")
+        and name not in IGNORED_DIRS
+        and not os.path.exists(os.path.join(path, "pyvenv.cfg"))
+    )
 
 
 def _is_source(path: str) -> bool:
@@ -203,15 +211,22 @@ class _PollBackend:
 
 class _WatchfilesBackend:
     """watchfiles' native watcher on every source directory (one level each, so virtual
-    environments and ``.git`` under the current directory get no watch at all)."""
+    environments and ``.git`` under the current directory get no watch at all). A source
+    directory that appears (``startapp``, a new package) gets its watch at once, and the
+    sources already written into it count as changed."""
 
     def __init__(self, roots: list[Path]) -> None:
         import watchfiles
 
+        self._watch = watchfiles.watch
+        self._added = watchfiles.Change.added
         self._directories = [str(d) for d in _directories(roots)]
+        self._changes = self._start()
+
+    def _start(self) -> Iterator[set[tuple[Any, str]]]:
         # watchfiles' public generator, told to come back within about a millisecond
         # (yield_on_timeout) so that the master collects changes without waiting.
-        self._changes: Iterator[set[tuple[Any, str]]] = watchfiles.watch(
+        changes: Iterator[set[tuple[Any, str]]] = self._watch(
             *self._directories,
             watch_filter=None,
             debounce=1,
@@ -221,12 +236,24 @@ class _WatchfilesBackend:
             recursive=False,
             raise_interrupt=False,
         )
-        next(self._changes, None)  # the watch starts at the generator's first step: now
+        next(changes, None)  # the watch starts at the generator's first step: now
+        return changes
 
     def poll(self, now: float) -> set[str]:
         # Returns within a few milliseconds: what the native thread queued, or nothing.
         changes = next(self._changes, set())
-        return {path for _, path in changes if _is_source(path)}
+        found = {path for _, path in changes if _is_source(path)}
+        new = [
+            Path(path)
+            for change, path in changes
+            if change == self._added and path not in self._directories and _is_source_dir(path)
+        ]
+        if new:
+            self.close()
+            self._directories += [str(d) for d in _directories(new)]
+            self._changes = self._start()
+            found.update(str(path) for path in watched_files(new))
+        return found
 
     def close(self) -> None:
         close = getattr(self._changes, "close", None)

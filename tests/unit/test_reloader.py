@@ -104,6 +104,36 @@ def test_watchfiles_answers_once_per_burst(tmp_path: Path) -> None:
         reloader.close()
 
 
+def test_watchfiles_watches_a_source_directory_made_after_it_started(tmp_path: Path) -> None:
+    pytest.importorskip("watchfiles")
+    tree(tmp_path)
+    reloader = Reloader([tmp_path], backend="watchfiles", debounce=0.3)
+    try:
+        # startapp: a package appears, its files written at once (before any watch on it).
+        models = tmp_path / "shop" / "models.py"
+        models.parent.mkdir()
+        (tmp_path / "shop" / "__init__.py").write_text("")
+        models.write_text("A = 1\n")
+        (tmp_path / ".cache").mkdir()  # hidden: never watched
+        changed = wait_until(reloader.changed, 10, interval=0.05)
+        assert set(changed) <= {str(models), str(tmp_path / "shop" / "__init__.py")}
+        assert str(models) in changed
+        # Later saves in the new package reload too, and in its new subpackage.
+        (tmp_path / "shop" / "api").mkdir()
+        wait_until(lambda: reloader.changed() is None, 2, interval=0.05)
+        models.write_text("A = 2\n")
+        assert wait_until(reloader.changed, 10, interval=0.05) == [str(models)]
+        (tmp_path / "shop" / "api" / "views.py").write_text("")
+        changed = wait_until(reloader.changed, 10, interval=0.05)
+        assert changed == [str(tmp_path / "shop" / "api" / "views.py")]
+        (tmp_path / ".cache" / "x.py").write_text("")
+        (tmp_path / "shop" / "api" / "views.py").write_text("B = 1\n")
+        changed = wait_until(reloader.changed, 10, interval=0.05)
+        assert changed == [str(tmp_path / "shop" / "api" / "views.py")]
+    finally:
+        reloader.close()
+
+
 def test_an_unknown_backend_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown reload backend 'inotify'"):
         Reloader([tmp_path], backend="inotify")
