@@ -510,7 +510,7 @@ def test_nginx_access_log_is_off_by_default_and_a_file_is_reopened_on_sigusr1(
     *ports, nginx_port = free_ports(2)
     server = start_with_nginx(hybrid_serve, ports, nginx_port)
     assert "access_log off;" in nginx_conf(server)
-    assert "GET /hybrid/pid 200" in server.stderr  # the worker's line
+    wait_until(lambda: "GET /hybrid/pid 200" in server.stderr, 10)  # the worker's line
     server.stop(signal.SIGTERM)
     # --nginx-access-log FILE: nginx's own lines there; logrotate moves the file and sends
     # SIGUSR1 to the master, which passes it on to nginx (reopen) as to the workers. nginx's

@@ -190,7 +190,9 @@ def test_reload_makes_nginx_read_a_renewed_certificate_and_keeps_it_on_a_bad_one
     wait_until(
         lambda: served_certificate(nginx_port) == der(renewed), 20, message=lambda: server.stderr
     )
-    assert f"nginx {nginx_pid} re-reading its config and certificates" in server.stderr
+    wait_until(
+        lambda: f"nginx {nginx_pid} re-reading its config and certificates" in server.stderr, 10
+    )
     assert answers_https(renewed, nginx_port)
     # A renewal gone wrong (a key of another certificate): nginx -t refuses it, so the
     # running certificate keeps serving, and the log says why in one line.
