@@ -73,22 +73,38 @@ def servers(config: Config) -> list[tuple[str, int]]:
 
 def check_upstreams(config: Config) -> None:
     """:func:`servers`, and every ``--upstream`` host name resolved as nginx will resolve
-    it (once, when it starts or reloads). Raises :class:`ConfigError` in one line."""
-    servers(config)
+    it (once, when it starts or reloads), so that a name and an address of the same worker
+    are caught as well as the same text twice. Raises :class:`ConfigError` in one line."""
+    listed = servers(config)
     where = _where(config)
-    for host, ports in config.upstream:
-        try:
-            ipaddress.ip_address(host.strip("[]"))
-            continue
-        except ValueError:
-            pass
-        try:
-            socket.getaddrinfo(host, ports[0], type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
-            raise ConfigError(
-                f"{where}: host {host!r} cannot be resolved ({reason}): give its address, or "
-                "a name this host resolves (/etc/hosts or DNS)",
-                option=where,
-                value=host,
-            ) from None
+    reached: dict[tuple[str, int], str] = {}  # (address, port) -> the entry that reaches it
+    for host, port in listed:
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        for address in _addresses(host, port, where):
+            first = reached.setdefault((address, port), shown)
+            if first != shown:
+                raise ConfigError(
+                    f"{where}: {shown} and {first} are the same worker (both reach "
+                    f"{address}:{port}): give every worker once",
+                    option=where,
+                    value=shown,
+                )
+
+
+def _addresses(host: str, port: int, where: str) -> set[str]:
+    """The addresses nginx connects to for ``host``: itself, or what the name resolves to."""
+    try:
+        return {str(ipaddress.ip_address(host))}
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(
+            f"{where}: host {host!r} cannot be resolved ({reason}): give its address, or "
+            "a name this host resolves (/etc/hosts or DNS)",
+            option=where,
+            value=host,
+        ) from None
+    return {str(ipaddress.ip_address(str(info[4][0]).split("%")[0])) for info in found}

@@ -66,3 +66,17 @@ def test_a_name_that_does_not_resolve_is_one_line() -> None:
     message = str(info.value)
     assert message.startswith("--upstream: host 'no-such-host.invalid' cannot be resolved (")
     assert "\n" not in message
+
+
+def test_a_name_and_an_address_of_the_same_worker_are_caught() -> None:
+    # localhost is 127.0.0.1 here (/etc/hosts), this host's own --ports.
+    config = hosts("localhost:8001", ports="8001", host="127.0.0.1")
+    servers(config)  # as text, two different workers
+    with pytest.raises(ConfigError) as info:
+        check_upstreams(config)
+    message = str(info.value)
+    assert message == (
+        "--upstream: localhost:8001 and 127.0.0.1:8001 are the same worker (both reach "
+        "127.0.0.1:8001): give every worker once"
+    )
+    check_upstreams(hosts("localhost:8002", ports="8001", host="127.0.0.1"))  # other port
