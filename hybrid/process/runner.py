@@ -25,7 +25,8 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from hybrid._compat.asyncio import pidfd_available
@@ -126,17 +127,14 @@ class Execution:
         """Start the command with ``subprocess.Popen`` and watch it through a pidfd
         (:mod:`hybrid.process.child`): the same fast spawn on asyncio and uvloop."""
         prep = self.prep
-        out_r, out_w = open_pipe()
-        err_r, err_w = open_pipe()
-        in_r, in_w = open_pipe() if prep.input is not None else (-1, -1)
-        self.started = time.monotonic()
-        try:
+        with self._pipes() as (stdin, stdout, stderr):
+            self.started = time.monotonic()
             self._proc = Child(
                 prep.spawn_argv,
                 executable=prep.executable,
-                stdin=in_r if in_r >= 0 else subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=err_w,
+                stdin=stdin if stdin >= 0 else subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
                 cwd=prep.cwd,
                 env=prep.env,
                 close_fds=True,
@@ -145,6 +143,19 @@ class Execution:
                 group=prep.group,
                 extra_groups=prep.extra_groups,
             )
+        self.pid = self._proc.pid
+
+    @contextmanager
+    def _pipes(self) -> Iterator[tuple[int, int, int]]:
+        """The child's ends of new stdin (-1 without ``input``), stdout and stderr pipes,
+        for the spawn in the ``with`` block. The child's ends are closed after it (the
+        child has its copies); the runner's ends are kept when the spawn succeeded, else
+        closed, and a failed start raises :meth:`_start_error`'s exception."""
+        out_r, out_w = open_pipe()
+        err_r, err_w = open_pipe()
+        in_r, in_w = open_pipe() if self.prep.input is not None else (-1, -1)
+        try:
+            yield in_r, out_w, err_w
         except BaseException as exc:
             for fd in (out_r, err_r, in_w):
                 close_fd(fd)
@@ -156,7 +167,6 @@ class Execution:
             for fd in (out_w, err_w, in_r):
                 if fd >= 0:
                     close_fd(fd)
-        self.pid = self._proc.pid
         self._out_r, self._err_r, self._in_w = out_r, err_r, in_w
 
     def _start_error(self, exc: BaseException) -> BaseException:
@@ -197,38 +207,22 @@ class Execution:
                 "command as another user; serve with --loop asyncio",
                 cmd=prep.argv,
             )
-        out_r, out_w = open_pipe()
-        err_r, err_w = open_pipe()
-        in_r, in_w = open_pipe() if prep.input is not None else (-1, -1)
-        child_fds = [out_w, err_w, in_r]
-        self.started = time.monotonic()
-        try:
+        with self._pipes() as (stdin, stdout, stderr):
+            self.started = time.monotonic()
             # (uvloop shows executable= as argv[0]: the resolved path, not argv[0] as written.)
             self._proc = await asyncio.create_subprocess_exec(
                 *prep.spawn_argv,
                 executable=prep.executable,
-                stdin=in_r if in_r >= 0 else asyncio.subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=err_w,
+                stdin=stdin if stdin >= 0 else asyncio.subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
                 cwd=prep.cwd,
                 env=prep.env,
                 close_fds=True,
                 start_new_session=True,
                 **identity,
             )
-        except BaseException as exc:
-            for fd in (out_r, err_r, in_w):
-                close_fd(fd)
-            error = self._start_error(exc)
-            if error is exc:
-                raise
-            raise error from exc
-        finally:
-            for fd in child_fds:
-                if fd >= 0:
-                    close_fd(fd)
         self.pid = self._proc.pid
-        self._out_r, self._err_r, self._in_w = out_r, err_r, in_w
 
     def cancel(self, kill_grace: float | None = None) -> None:
         """Ask for the command to be killed (TERM, grace, KILL); safe to call any time."""
