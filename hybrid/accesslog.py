@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import time
+import weakref
 from base64 import b64decode
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
@@ -118,12 +119,30 @@ def _seconds(handler: RequestHandler, request: HTTPServerRequest, elapsed: float
     return f"{int(elapsed)}.{int((elapsed % 1) * 1_000_000):06d}"
 
 
+#: Body bytes written so far for each response that has no Content-Length (streamed,
+#: chunked), by request connection; counted only when the format logs a size.
+_streamed: weakref.WeakKeyDictionary[object, int] = weakref.WeakKeyDictionary()
+
+
+def count_streamed(connection: object, size: int) -> None:
+    """Add ``size`` body bytes to what ``connection``'s streamed response has sent."""
+    _streamed[connection] = _streamed.get(connection, 0) + size
+
+
+def _body_size(handler: RequestHandler) -> int | None:
+    length = _content_length(handler)
+    if length is not None:
+        return length
+    connection = handler.request.connection
+    return _streamed.get(connection) if connection is not None else None
+
+
 def _size(handler: RequestHandler, request: HTTPServerRequest, elapsed: float) -> int:
-    return _content_length(handler) or 0
+    return _body_size(handler) or 0
 
 
 def _size_or_dash(handler: RequestHandler, request: HTTPServerRequest, elapsed: float) -> object:
-    return _content_length(handler) or "-"
+    return _body_size(handler) or "-"
 
 
 #: gunicorn's atoms that hybrid implements, with what they say (docs/deploy/operations.md).
@@ -138,8 +157,8 @@ ATOMS: dict[str, tuple[Getter, str]] = {
     "q": (lambda hd, r, e: r.query, "query string"),
     "H": (lambda hd, r, e: r.version, "protocol, HTTP/1.1"),
     "s": (lambda hd, r, e: hd.get_status(), "status"),
-    "B": (_size, "response length (its Content-Length; 0 when streamed)"),
-    "b": (_size_or_dash, "response length or '-'"),
+    "B": (_size, "response body length (its Content-Length, or the bytes streamed)"),
+    "b": (_size_or_dash, "response body length, or '-' when 0"),
     "f": (lambda hd, r, e: r.headers.get("Referer", "-"), "referer"),
     "a": (lambda hd, r, e: r.headers.get("User-Agent", "-"), "user agent"),
     "T": (lambda hd, r, e: int(e), "request time in whole seconds"),
@@ -172,13 +191,15 @@ _PIECE = re.compile(r"%(?:\((?P<name>[^()]*)\)s|%)")
 class Formatter:
     """A compiled ``--access-log-format``: :meth:`__call__` makes one request's line."""
 
-    __slots__ = ("getters", "template", "text")
+    __slots__ = ("counts_body", "getters", "template", "text")
 
     def __init__(self, text: str, template: str, getters: tuple[Getter, ...]) -> None:
         self.text = text
         #: The line with ``%s`` where each atom goes.
         self.template = template
         self.getters = getters
+        #: Whether a line needs the body size of streamed responses (``count_streamed``).
+        self.counts_body = any(get in (_size, _size_or_dash) for get in getters)
 
     def __call__(self, handler: RequestHandler) -> str:
         request = handler.request
@@ -271,6 +292,10 @@ class AccessLog:
         self.to_file = destination not in ("-", "off")
         self.formatter = compile_format(log_format) if log_format else None
         self.plain = destination == "-" and self.formatter is None
+        #: Whether streamed responses' body bytes must be counted for the lines.
+        self.counts_body = (
+            not self.off and self.formatter is not None and (self.formatter.counts_body)
+        )
         self._file: IO[str] | None = None
         self._failed = False
 

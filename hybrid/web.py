@@ -21,7 +21,7 @@ from tornado.http1connection import HTTP1ServerConnection
 from tornado.websocket import WebSocketHandler
 
 from hybrid._compat import tornado as tornado_compat
-from hybrid.accesslog import REQUEST_ID_HEADER, AccessLog, ensure_request_id
+from hybrid.accesslog import REQUEST_ID_HEADER, AccessLog, count_streamed, ensure_request_id
 from hybrid.bridge.fallback import DjangoFallbackHandler, make_asgi_handler
 from hybrid.bridge.handler import DjangoHandler
 from hybrid.bridge.hosts import DisallowedHostHandler, refused_host
@@ -395,7 +395,7 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
                 finish()
             finally:
                 self._done(completed=True)
-                self._unwrap("finish", "write_headers")
+                self._unwrap("finish", "write_headers", "write")
 
         def write_headers_with_id(
             start_line: httputil.ResponseStartLine | httputil.RequestStartLine,
@@ -406,6 +406,12 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
             if REQUEST_ID_HEADER not in headers:
                 headers[REQUEST_ID_HEADER] = request_id
             self._unwrap("write_headers")
+            if (
+                self._app.access.counts_body
+                and isinstance(start_line, httputil.ResponseStartLine)
+                and "Content-Length" not in headers
+            ):
+                self._count_streamed_body(chunk)
             return write_headers(start_line, headers, chunk)
 
         tornado_compat.wrap_connection(self._conn, "finish", finish_and_count)
@@ -427,7 +433,7 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
                 if isinstance(handler, WebSocketHandler):
                     self._app.websockets.add(handler)
                 self._done(completed=True)
-                self._unwrap("finish", "detach", "write_headers")
+                self._unwrap("finish", "detach", "write_headers", "write")
                 return stream
 
             tornado_compat.wrap_connection(self._conn, "detach", detach_and_count)
@@ -479,6 +485,19 @@ class _TrackedRequest(httputil.HTTPMessageDelegate):
         self._unwrap("finish", "detach", "write_headers")
         self._inner.on_connection_close()
         self._restore_peer()
+
+    def _count_streamed_body(self, first: bytes | None) -> None:
+        """A response without Content-Length: count its body bytes for the access log's
+        size atoms, from the chunk sent with the headers to the last ``write``."""
+        conn = self._conn
+        count_streamed(conn, len(first) if first else 0)
+        write = conn.write
+
+        def write_and_count(chunk: bytes) -> Any:
+            count_streamed(conn, len(chunk))
+            return write(chunk)
+
+        tornado_compat.wrap_connection(conn, "write", write_and_count)
 
     def _unwrap(self, *names: str) -> None:
         # The wrappers close a reference cycle (connection -> wrapper -> this delegate ->

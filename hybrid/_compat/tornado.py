@@ -75,10 +75,11 @@ def unapply_xheaders(context: Any) -> None:
 
 
 def wrap_connection(request_conn: httputil.HTTPConnection, name: str, wrapper: Any) -> None:
-    """Replace the connection's ``finish``, ``detach`` or ``write_headers`` on this
-    instance only."""
+    """Replace the connection's ``finish``, ``detach``, ``write_headers`` or ``write`` on
+    this instance only."""
     # No hook tells when a response is finished or a WebSocket takes the stream over, nor
-    # adds a header to every response (the request id, whatever handler writes it).
+    # adds a header to every response (the request id, whatever handler writes it), nor
+    # counts a streamed response's bytes (the access log's %(B)s).
     setattr(request_conn, name, wrapper)
 
 

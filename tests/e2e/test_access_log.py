@@ -128,6 +128,33 @@ def test_access_log_file_in_the_given_format(
     assert code == 0, stderr
 
 
+def test_size_atoms_count_a_streamed_body(
+    hybrid_serve: Serve, free_ports: Ports, tmp_path: Path
+) -> None:
+    """%(B)s and %(b)s: the Content-Length, or for a response streamed without one
+    (chunked) the body bytes it sent, as gunicorn logs them."""
+    log = tmp_path / "access.log"
+    (port,) = free_ports(1)
+    hybrid_serve(
+        *("--access-log", str(log), "--access-log-format", "%(U)s %(B)s %(b)s"),
+        ports=[port],
+        settings="testproject.settings_bridge",
+    )
+    sizes = {}
+    for path in ("/django/stream", "/bridge/stream", "/hybrid/pid"):
+        status, headers, body = call(port, path)
+        assert status == 200
+        streamed = "Content-Length" not in headers
+        assert streamed == (path != "/hybrid/pid"), headers
+        sizes[path] = len(body)
+    wait_until(lambda: "/hybrid/pid " in log.read_text(), 10)
+    lines = dict(line.split(" ", 1) for line in log.read_text().splitlines())
+    assert sizes["/django/stream"] == len(b"chunk 0\n") * 3
+    assert sizes["/bridge/stream"] == len(b"part 0\n") * 3
+    for path, size in sizes.items():
+        assert lines[path] == f"{size} {size}", (path, lines)
+
+
 def test_access_log_off(hybrid_serve: Serve, free_ports: Ports) -> None:
     (port,) = free_ports(1)
     server = hybrid_serve("--access-log", "off", ports=[port])
