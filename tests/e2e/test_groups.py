@@ -171,6 +171,25 @@ def test_a_sync_view_and_a_management_command_reach_sockets_on_every_worker(
                 "text": "from a view",
                 "via": "view",
             }
+
+        # async_to_sync(hybrid.group_send) in the same view: asgiref runs it on the
+        # worker's own loop, through that loop's one publisher connection (group_send_sync
+        # above has a blocking one of its own), not a connection per call.
+        def publishers() -> list[str]:
+            return [name for name in redis.client_names() if name.startswith("hybrid-pub-")]
+
+        assert len(publishers()) == 1
+        for n in range(5):
+            status, _ = post(
+                f"http://127.0.0.1:{ports[1]}/django/group-send/room-42?with=async_to_sync",
+                f"async_to_sync {n}".encode(),
+            )
+            assert status == 202
+        for sock in (a, b):
+            for n in range(5):
+                message = sock.receive_type("chat.message")
+                assert (message["text"], message["via"]) == (f"async_to_sync {n}", "async_to_sync")
+        assert len(publishers()) == 2, redis.client_names()
         done = subprocess.run(
             [sys.executable, "-m", "django", "groupsend", "room-42", "from a command"],
             env=hybrid_env(DJANGO_SETTINGS_MODULE="testproject.settings", HYBRID_GROUPS=redis.url),

@@ -114,11 +114,18 @@ async def async_thread(request):
 
 @csrf_exempt
 def group_send(request, group):
-    """A sync view (it runs on a database thread) sending with group_send_sync."""
+    """A sync view (it runs on a database thread) sending with group_send_sync, or with
+    asgiref's async_to_sync(hybrid.group_send) when ``?with=async_to_sync``."""
+    from asgiref.sync import async_to_sync
+
     import hybrid
 
-    message = {"type": "chat.message", "text": request.body.decode(), "via": "view"}
-    hybrid.group_send_sync(group, message)
+    via = request.GET.get("with", "view")
+    message = {"type": "chat.message", "text": request.body.decode(), "via": via}
+    if via == "async_to_sync":
+        async_to_sync(hybrid.group_send)(group, message)
+    else:
+        hybrid.group_send_sync(group, message)
     return HttpResponse("sent", status=202)
 
 
