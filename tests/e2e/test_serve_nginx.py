@@ -94,6 +94,10 @@ def start_with_nginx(
         ignore=OSError,
         message=lambda: f"nginx serving on {nginx_port}:\n{server.stderr}",
     )
+    # nginx answers a moment before the master, which checked that it does, logs so.
+    wait_until(
+        lambda: f":{nginx_port} in front of " in server.stderr, 10, message=lambda: server.stderr
+    )
     return server
 
 
@@ -169,7 +173,11 @@ def test_nginx_host_listens_apart_from_the_workers(hybrid_serve: Serve, free_por
         message=lambda: server.stderr,
     )
     assert status == 200
-    assert f"serving http://127.0.0.2:{nginx_port} in front of 1 worker(s)" in server.stderr
+    wait_until(
+        lambda: f"serving http://127.0.0.2:{nginx_port} in front of 1 worker(s)" in server.stderr,
+        10,
+        message=lambda: server.stderr,
+    )
     assert call(port)[0] == 200
     with pytest.raises(ConnectionRefusedError):
         call(nginx_port)  # nginx is not on 127.0.0.1

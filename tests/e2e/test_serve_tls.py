@@ -182,6 +182,7 @@ def test_reload_makes_nginx_read_a_renewed_certificate_and_keeps_it_on_a_bad_one
     )
     wait_until(lambda: answers_https(cert, nginx_port), 20, message=lambda: server.stderr)
     assert served_certificate(nginx_port) == der(cert)
+    wait_until(lambda: " serving https://" in server.stderr, 10, message=lambda: server.stderr)
     nginx_pid = int(server.stderr.split(" serving https://")[0].rsplit("nginx ", 1)[1])
     renewed = self_signed(tmp_path / "renewed")
     live.certfile.write_bytes(renewed.certfile.read_bytes())
@@ -223,7 +224,7 @@ def test_without_nginx_the_workers_serve_tls_themselves(
             30,
             message=lambda: server.stderr,
         )
-    assert f"serving https://127.0.0.1:{ports[0]}" in server.stderr
+    wait_until(lambda: f"serving https://127.0.0.1:{ports[0]}" in server.stderr, 10)
     status, _, body = https(cert, ports[0], "/django/secure")
     assert (status, json.loads(body)) == (200, {"is_secure": True, "scheme": "https"})
     status, response, _ = https(cert, ports[1], "/django/session?set=direct")
