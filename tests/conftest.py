@@ -235,6 +235,21 @@ def hybrid_serve(tmp_path: Path) -> Iterator[Callable[..., HybridProcess]]:
                 pass
 
 
+def run_hybrid(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m hybrid ARGS`` to the end (a command that must exit by itself), with
+    ``hybrid_env(**env)``, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "hybrid", *args],
+        env=hybrid_env(**env),
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def missing_dependency(what: str) -> None:
     """Skip loudly when a system package is missing, but fail under CI (env ``CI``)."""
     message = f"{what} is not installed: run scripts/bootstrap (as root) to install it"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_DIR, HybridProcess, hybrid_env
+from nginx_tests import requires_nginx
 from waiting import wait_until
 
-from hybrid.nginx import NginxError, find_nginx
 from hybrid.procutil import children_of
 
 Serve = Callable[..., HybridProcess]
@@ -190,15 +190,10 @@ def test_a_bad_access_log_format_stops_the_start() -> None:
     assert len(lines) == 1 and "unknown atom %(nope)s" in lines[0], lines
 
 
+@requires_nginx
 def test_nginx_makes_a_request_id_or_keeps_the_clients(
     hybrid_serve: Serve, free_ports: Ports
 ) -> None:
-    try:
-        find_nginx()
-    except NginxError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("nginx is not installed: run scripts/bootstrap (apt-get install nginx-light)")
     port, nginx_port = free_ports(2)
     server = hybrid_serve("--nginx", str(nginx_port), ports=[port])
     wait_until(

@@ -17,6 +17,7 @@ from conftest import (
     REPO_DIR,
     HybridProcess,
     hybrid_env,
+    run_hybrid,
     session_pids,
     status_when_serving,
 )
@@ -25,19 +26,6 @@ from waiting import wait_until
 from hybrid.cli import build_parser
 
 Serve = Callable[..., HybridProcess]
-
-
-def run_hybrid(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hybrid", *args],
-        env=hybrid_env(**env),
-        cwd=REPO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:

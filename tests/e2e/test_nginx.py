@@ -28,6 +28,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 from conftest import REPO_DIR
+from nginx_tests import directives, requires_nginx
 from waiting import wait_until
 
 from hybrid import errors
@@ -46,28 +47,6 @@ from hybrid.nginx import binary as nginx_binary
 from hybrid.nginx import render as nginx_render
 
 DEPLOY_DIR = REPO_DIR / "scripts" / "deploy"
-
-try:
-    NGINX: str | None = find_nginx()
-except NginxError:
-    NGINX = None
-
-# Locally without nginx these tests skip, loudly; in CI (CI=true) they must run.
-requires_nginx = pytest.mark.skipif(
-    NGINX is None and not os.environ.get("CI"),
-    reason="nginx is not installed: run scripts/bootstrap (apt-get install nginx-light)",
-)
-
-
-def directives(text: str, name: str) -> list[str]:
-    """The arguments of every ``name ...;`` directive in ``text``, comments ignored."""
-    found = []
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        match = re.fullmatch(rf"{re.escape(name)}(?:\s+(.*))?;", line)
-        if match:
-            found.append(match.group(1) or "")
-    return found
 
 
 def block(text: str, opening: str) -> str:

@@ -20,10 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import REPO_DIR, HybridProcess, hybrid_env, session_pids
+from conftest import REPO_DIR, HybridProcess, hybrid_env, run_hybrid, session_pids
+from nginx_tests import requires_nginx
 from waiting import wait_until
 
-from hybrid.nginx import NginxError, find_nginx
+from hybrid.nginx import find_nginx
 from hybrid.nginx.binary import base_command
 
 Serve = Callable[..., HybridProcess]
@@ -31,16 +32,7 @@ Ports = Callable[[int], list[int]]
 
 HOST_A, HOST_B = "127.0.0.2", "127.0.0.3"
 
-try:
-    find_nginx()
-    HAVE_NGINX = True
-except NginxError:
-    HAVE_NGINX = False
-
-pytestmark = pytest.mark.skipif(
-    not HAVE_NGINX and not os.environ.get("CI"),
-    reason="nginx is not installed: run scripts/bootstrap (apt-get install nginx-light)",
-)
+pytestmark = requires_nginx
 
 
 def get(
@@ -222,17 +214,6 @@ def test_a_session_started_on_one_host_is_valid_on_the_other(
         assert "Traceback" not in server.stderr
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hybrid", *args],
-        env=hybrid_env(),
-        cwd=REPO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -243,7 +224,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_bad_upstreams_stop_serve_in_one_line(args: list[str], message: str) -> None:
-    result = run_cli("serve", "--ports", "8001", "--settings", "testproject.settings", *args)
+    result = run_hybrid("serve", "--ports", "8001", "--settings", "testproject.settings", *args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert result.stderr.count("\n") == 1, result.stderr

@@ -26,25 +26,16 @@ from pathlib import Path
 
 import pytest
 from conftest import HybridProcess, hybrid_env, wait_session_empty
+from nginx_tests import requires_nginx
 from waiting import wait_until
 
-from hybrid.nginx import NginxError, find_nginx
+from hybrid.nginx import find_nginx
 from hybrid.procutil import children_of
 
 Serve = Callable[..., HybridProcess]
 Ports = Callable[[int], list[int]]
 
-try:
-    find_nginx()
-    HAVE_NGINX = True
-except NginxError:
-    HAVE_NGINX = False
-
-# Locally without nginx these tests skip, loudly; in CI (CI=true) they must run.
-pytestmark = pytest.mark.skipif(
-    not HAVE_NGINX and not os.environ.get("CI"),
-    reason="nginx is not installed: run scripts/bootstrap (apt-get install nginx-light)",
-)
+pytestmark = requires_nginx
 
 
 def call(

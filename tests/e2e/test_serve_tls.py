@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import socket
 import ssl
@@ -19,25 +18,14 @@ from pathlib import Path
 import pytest
 import websocket  # websocket-client, a selenium dependency: a plain blocking client
 from certificates import Certificate, self_signed
-from conftest import REPO_DIR, HybridProcess, hybrid_env
+from conftest import REPO_DIR, HybridProcess, hybrid_env, run_hybrid
+from nginx_tests import requires_nginx
 from waiting import wait_until
 
-from hybrid.nginx import NginxError, find_nginx
 from hybrid.nginx.binary import http2_mode
 
 Serve = Callable[..., HybridProcess]
 Ports = Callable[[int], list[int]]
-
-try:
-    find_nginx()
-    HAVE_NGINX = True
-except NginxError:
-    HAVE_NGINX = False
-
-requires_nginx = pytest.mark.skipif(
-    not HAVE_NGINX and not os.environ.get("CI"),
-    reason="nginx is not installed: run scripts/bootstrap (apt-get install nginx-light)",
-)
 
 
 @pytest.fixture
@@ -244,17 +232,6 @@ def test_without_nginx_the_workers_serve_tls_themselves(
     assert "Traceback" not in server.stderr
 
 
-def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hybrid", "serve", "--settings", "testproject.settings", *args],
-        env=hybrid_env(),
-        cwd=REPO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @pytest.mark.parametrize(
     ("case", "message"),
     [
@@ -284,7 +261,7 @@ def test_bad_tls_options_are_one_line_and_exit_2(
             "8001",
         ],
     }[case]
-    result = run_serve("--ports", "8001", *args)
+    result = run_hybrid("serve", "--settings", "testproject.settings", "--ports", "8001", *args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert result.stderr.count("\n") == 1, result.stderr

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
+from nginx_tests import directives, requires_nginx
 
 from hybrid.config import Config
 from hybrid.errors import ConfigError, NginxError
@@ -16,29 +15,7 @@ from hybrid.nginx import check_config, find_nginx, render_config
 from hybrid.nginx.binary import http2_mode
 from hybrid.nginx.render import Http2, next_upstream_timeout
 
-try:
-    find_nginx()
-    HAVE_NGINX = True
-except NginxError:
-    HAVE_NGINX = False
-
-requires_nginx = pytest.mark.skipif(
-    not HAVE_NGINX and not os.environ.get("CI"),
-    reason="nginx is not installed: run scripts/bootstrap (apt-get install nginx-light)",
-)
-
 CERT, KEY = "/srv/tls/site.crt", "/srv/tls/site.key"
-
-
-def directives(text: str, name: str) -> list[str]:
-    """The arguments of every ``name ...;`` directive in ``text``, comments ignored."""
-    found = []
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        match = re.fullmatch(rf"{re.escape(name)}(?:\s+(.*))?;", line)
-        if match:
-            found.append(match.group(1) or "")
-    return found
 
 
 def servers_block(text: str, listen: str) -> str:
