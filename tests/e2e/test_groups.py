@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 import websocket  # websocket-client, a selenium dependency: a plain blocking client
 from conftest import REPO_DIR, HybridProcess, RedisServer, hybrid_env, redis_server
+from nginx_tests import nginx_running
 from waiting import wait_until
 
 from hybrid.config import Config
-from hybrid.nginx import find_nginx, render_config
-from hybrid.nginx.binary import base_command
+from hybrid.nginx import render_config
 
 Serve = Callable[..., HybridProcess]
 Ports = Callable[[int], list[int]]
@@ -282,18 +282,9 @@ def nginx_over(hosts: list[tuple[str, tuple[int, ...]]], port: int, prefix: Path
     text = render_config(config, prefix=prefix, listen_port=port)
     conf = prefix / "nginx.conf"
     conf.write_text(text)
-    nginx = subprocess.Popen(
-        [*base_command(find_nginx(), prefix, conf), "-g", "daemon off;"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with nginx_running(prefix, conf):
         wait_until(lambda: _answers(f"http://127.0.0.1:{port}/hybrid/pid"), 10)
         yield
-    finally:
-        nginx.terminate()
-        nginx.wait(timeout=10)
 
 
 def _answers(url: str) -> bool:

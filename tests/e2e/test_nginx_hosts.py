@@ -21,11 +21,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_DIR, HybridProcess, hybrid_env, run_hybrid, session_pids
-from nginx_tests import requires_nginx
+from nginx_tests import nginx_running, requires_nginx
 from waiting import wait_until
-
-from hybrid.nginx import find_nginx
-from hybrid.nginx.binary import base_command
 
 Serve = Callable[..., HybridProcess]
 Ports = Callable[[int], list[int]]
@@ -184,13 +181,7 @@ def test_a_session_started_on_one_host_is_valid_on_the_other(
     assert printed.returncode == 0, printed.stderr
     conf = prefix / "nginx.conf"
     conf.write_text(printed.stdout)
-    nginx = subprocess.Popen(
-        [*base_command(find_nginx(), prefix, conf), "-g", "daemon off;"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with nginx_running(prefix, conf):
         wait_until(lambda: listening("127.0.0.1", nginx_port), 10)
         # Host names as the workers get them behind nginx (ALLOWED_HOSTS has 127.0.0.1).
         host = {"Host": f"127.0.0.1:{nginx_port}"}
@@ -207,9 +198,6 @@ def test_a_session_started_on_one_host_is_valid_on_the_other(
             assert status == 200 and json.loads(body)["value"] == "from-host-a"
             pids[json.loads(body)["pid"]] = True
         assert len(pids) == 3  # all three workers, on both hosts, answered
-    finally:
-        nginx.terminate()
-        nginx.wait(timeout=10)
     for server in (host_a, host_b):
         assert "Traceback" not in server.stderr
 

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from hybrid.nginx import NginxError, find_nginx
+from hybrid.nginx.binary import base_command
 
 try:
     NGINX: str | None = find_nginx()
@@ -32,3 +37,19 @@ def directives(text: str, name: str) -> list[str]:
         if match:
             found.append(match.group(1) or "")
     return found
+
+
+@contextmanager
+def nginx_running(prefix: Path, conf: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """nginx in the foreground on ``conf`` (its files in ``prefix``), stopped on the way out."""
+    nginx = subprocess.Popen(
+        [*base_command(find_nginx(), prefix, conf), "-g", "daemon off;"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield nginx
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
